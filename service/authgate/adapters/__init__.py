@@ -1,0 +1,1 @@
+"""Translation between proxy dialects and the core: CheckRequest in, Decision out."""

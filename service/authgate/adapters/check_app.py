@@ -1,0 +1,117 @@
+"""The check port: `/ext-authz/nginx`, `/ext-authz/traefik`, `/ext-authz/envoy/<path>`.
+
+A plain ASGI application rather than a Starlette router: this is the hot path, it has
+three routes, and it must read the raw (undecoded) path, which Starlette decodes.
+Each dialect module turns headers into a CheckRequest; `render` turns the Decision
+into the one HTTP answer all three dialects understand.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from authgate import metrics
+from authgate.adapters import envoy_http, nginx, traefik
+from authgate.adapters.headers import BadRequest, collect, request_id
+from authgate.decision import Decision, bad_request, internal_error
+from authgate.request import CheckRequest
+from authgate.runtime import AuthService
+
+log = logging.getLogger("authgate.check")
+
+_COMMON = frozenset(
+    {b"authorization", b"mcp-method", b"mcp-name", b"origin", b"access-control-request-method", b"x-request-id"}
+)
+_NGINX = _COMMON | nginx.WANTED
+_TRAEFIK = _COMMON | traefik.WANTED
+_ENVOY = _COMMON | envoy_http.WANTED
+_JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+def _common(headers: dict[bytes, str]) -> dict:
+    return {
+        "authorization": headers.get(b"authorization"),
+        "mcp_method": headers.get(b"mcp-method"),
+        "mcp_name": headers.get(b"mcp-name"),
+        "origin": headers.get(b"origin"),
+        "access_control_request_method": headers.get(b"access-control-request-method"),
+        "request_id": request_id(headers),
+    }
+
+
+def render(decision: Decision, dialect: str, rid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    headers: list[tuple[bytes, bytes]] = [(b"x-request-id", rid.encode())]
+    if decision.allowed:
+        headers.extend((name.encode(), value.encode()) for name, value in decision.upstream_headers)
+        if dialect == "envoy" and decision.remove_headers:
+            # Envoy applies this list to the upstream request (client-sent copies go).
+            headers.append((b"x-envoy-auth-headers-to-remove", ",".join(decision.remove_headers).encode()))
+        return 200, headers, b""
+    headers.extend(_JSON_HEADERS)
+    if decision.www_authenticate:
+        headers.append((b"www-authenticate", decision.www_authenticate.encode()))
+    return decision.status, headers, decision.body()
+
+
+class CheckApp:
+    def __init__(self, service: AuthService) -> None:
+        self.service = service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        raw_path = raw_path.split(b"?", 1)[0]
+        if raw_path == b"/ext-authz/nginx":
+            dialect, wanted = "nginx", _NGINX
+        elif raw_path == b"/ext-authz/traefik":
+            dialect, wanted = "traefik", _TRAEFIK
+        elif raw_path == envoy_http.PREFIX or raw_path.startswith(envoy_http.PREFIX + b"/"):
+            dialect, wanted = "envoy", _ENVOY
+        else:
+            await _send(send, 404, list(_JSON_HEADERS), b'{"error":"not_found"}')
+            return
+        rid = ""
+        try:
+            headers = collect(scope["headers"], wanted)
+            common = _common(headers)
+            rid = common["request_id"]
+            request = self._parse(dialect, headers, common, raw_path, scope)
+        except BadRequest as error:
+            decision = bad_request(str(error))
+            self.service.record(CheckRequest("", "", "", request_id=rid), decision, dialect, 0.0)
+        except Exception:  # never a 500, never a trace to the client
+            metrics.ERRORS.labels(where="parse").inc()
+            log.exception("check request parsing failed")
+            decision = internal_error()
+        else:
+            decision = await self.service.check(request, dialect)
+        status, response_headers, body = render(decision, dialect, rid or "-")
+        await _send(send, status, response_headers, body)
+
+    @staticmethod
+    def _parse(dialect: str, headers: dict[bytes, str], common: dict, raw_path: bytes, scope) -> CheckRequest:
+        if dialect == "nginx":
+            return nginx.parse(headers, common)
+        if dialect == "traefik":
+            return traefik.parse(headers, common)
+        return envoy_http.parse(headers, common, raw_path, scope["method"])
+
+
+async def _send(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

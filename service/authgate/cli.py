@@ -1,0 +1,241 @@
+"""The `authgate` command line: serve, demo, token, validate, explain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from authgate import logs
+from authgate.egress import EgressPolicy
+from authgate.errors import PolicyError
+from authgate.jwks import JwksSettings
+from authgate.policy import ValidationSettings, compile_document, compile_files, compile_loaded, load_files
+from authgate.runtime import AuthService, ServiceSettings
+
+log = logging.getLogger("authgate")
+
+
+def _add_service_flags(parser: argparse.ArgumentParser) -> None:
+    egress = parser.add_argument_group("egress (every outbound call: discovery, JWKS, IdP)")
+    egress.add_argument("--egress-allow", action="append", default=[], metavar="CIDR|HOST",
+                        help="allow a destination that screening would refuse (e.g. an in-cluster IdP)")
+    egress.add_argument("--egress-deny", action="append", default=[], metavar="CIDR|HOST",
+                        help="refuse a destination even though it is public")
+    egress.add_argument("--egress-proxy", metavar="URL", help="explicit proxy; proxy environment variables are ignored")
+    egress.add_argument("--insecure-http", action="store_true",
+                        help="permit http:// URLs, only to --egress-allow destinations")
+    egress.add_argument("--ca-bundle", metavar="PEM", help="extra trusted CA certificates")
+    keys = parser.add_argument_group("signing keys")
+    keys.add_argument("--jwks-refresh-seconds", type=float, default=300.0)
+    keys.add_argument("--jwks-stale-seconds", type=float, default=3600.0,
+                      help="how long keys stay usable past their refresh while the IdP fails")
+    keys.add_argument("--jwks-kid-cooldown-seconds", type=float, default=30.0,
+                      help="at most one refetch for unknown key ids per this interval")
+
+
+def _settings(args: argparse.Namespace) -> ServiceSettings:
+    return ServiceSettings(
+        egress=EgressPolicy(
+            allow=tuple(args.egress_allow),
+            deny=tuple(args.egress_deny),
+            proxy=args.egress_proxy,
+            insecure_http=args.insecure_http,
+            ca_bundle=args.ca_bundle,
+        ),
+        jwks=JwksSettings(
+            refresh_interval=args.jwks_refresh_seconds,
+            stale_if_error=args.jwks_stale_seconds,
+            unknown_kid_cooldown=args.jwks_kid_cooldown_seconds,
+            retry_interval=min(15.0, args.jwks_refresh_seconds),
+            failure_cooldown=min(5.0, args.jwks_refresh_seconds),
+        ),
+    )
+
+
+def _print_issues(error: PolicyError) -> None:
+    for issue in error.issues:
+        print(f"error: {issue}", file=sys.stderr)
+
+
+def read_snapshot_file(path: str) -> object:
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return json.loads(raw)
+
+
+# -- serve ---------------------------------------------------------------------
+async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
+    from authgate.adapters.check_app import CheckApp
+    from authgate.admin import AdminAuth, create_admin_app
+    from authgate.public_app import create_public_app
+    from authgate.server import Listener, serve
+
+    from prometheus_client import make_asgi_app
+
+    service = AuthService(_settings(args))
+    if args.policy:
+        service.load(compile_files(args.policy, service.settings.validation))
+    elif args.bootstrap_snapshot and Path(args.bootstrap_snapshot).exists():
+        try:
+            service.load(compile_document(read_snapshot_file(args.bootstrap_snapshot), service.settings.validation))
+        except (PolicyError, ValueError, OSError) as error:
+            log.error("bootstrap snapshot unusable; waiting for a push", extra={"error": str(error)[:500]})
+    listeners = [
+        Listener("public", create_public_app(service), args.address, args.port),
+        Listener("check", CheckApp(service), args.address, args.check_port),
+        Listener("admin", create_admin_app(service, AdminAuth(args.admin_token_file)), args.address, args.admin_port),
+        Listener("metrics", make_asgi_app(), args.address, args.metrics_port),
+        *extra_listeners,
+    ]
+    await serve(listeners, on_start=service.start, on_stop=service.stop)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from authgate.server import run
+
+    try:
+        run(_serve(args))
+    except PolicyError as error:
+        _print_issues(error)
+        return 1
+    return 0
+
+
+# -- demo and token ------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from authgate import demo
+    from authgate.server import Listener, run
+
+    key, issuer = demo.load_or_create_issuer(f"http://127.0.0.1:{args.issuer_port}")
+    policy_file = demo.state_dir() / "demo-policy.yaml"
+    policy_file.write_text(demo.demo_policy(issuer))
+    token_file = demo.state_dir() / "admin-token"
+    if not token_file.exists():
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+    args.policy = [str(policy_file)]
+    args.admin_token_file = str(token_file)
+    args.insecure_http = True
+    args.egress_allow = [*args.egress_allow, "127.0.0.1"]
+    args.bootstrap_snapshot = None
+    print(demo.curl_lines(args.check_port, args.port), flush=True)
+    issuer_listener = Listener("demo-issuer", demo.issuer_app(key, issuer), "127.0.0.1", args.issuer_port)
+    try:
+        run(_serve(args, [issuer_listener]))
+    except PolicyError as error:
+        _print_issues(error)
+        return 1
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from authgate import demo
+
+    if not (demo.state_dir() / "demo-issuer.json").exists():
+        print("error: no demo issuer yet; run `make run` (authgate demo) once first", file=sys.stderr)
+        return 1
+    key, issuer = demo.load_or_create_issuer()
+    claims = json.loads(args.claims) if args.claims else None
+    print(demo.sign_token(key, issuer, args.sub, args.scope, args.audience, args.ttl, claims))
+    return 0
+
+
+# -- validate and explain -------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = load_files(args.paths)
+    result = compile_loaded(loaded, 1, ValidationSettings(insecure_http=args.insecure_http))
+    if result.issues:
+        _print_issues(PolicyError(result.issues))
+        return 1
+    print(f"ok: {len(result.accepted)} policies, {len(loaded.secrets.data)} secrets")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from authgate.explain import explain
+
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    elif not sys.stdin.isatty():
+        token = sys.stdin.read().strip()
+    else:
+        token = ""
+    try:
+        snapshot = compile_files(args.policy, ValidationSettings(insecure_http=args.insecure_http))
+    except PolicyError as error:
+        _print_issues(error)
+        return 1
+    lines, allowed = asyncio.run(explain(snapshot, _settings(args), args.url, args.method, token or None, args.header))
+    print("\n".join(lines))
+    return 0 if allowed else 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authgate", description="OAuth 2.1 authorization for HTTP APIs and MCP servers")
+    parser.add_argument("--log-level", default=os.environ.get("AUTHGATE_LOG_LEVEL", "info"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the auth service")
+    serve.add_argument("--policy", action="append", metavar="PATH", help="policy file (file mode); repeatable")
+    serve.add_argument("--address", default="0.0.0.0", help="address every port binds to")
+    serve.add_argument("--port", type=int, default=8080, help="public port (discovery documents)")
+    serve.add_argument("--check-port", type=int, default=8082, help="ext-authz port (gateways only)")
+    serve.add_argument("--admin-port", type=int, default=8081)
+    serve.add_argument("--metrics-port", type=int, default=9090)
+    serve.add_argument("--admin-token-file", metavar="F", help="bearer secret that authenticates the admin API")
+    serve.add_argument("--bootstrap-snapshot", metavar="PATH", help="snapshot to start from (the mounted Secret)")
+    _add_service_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser("demo", help="the service plus a local demo issuer, with curl lines to try")
+    demo.add_argument("--address", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--check-port", type=int, default=8082)
+    demo.add_argument("--admin-port", type=int, default=8081)
+    demo.add_argument("--metrics-port", type=int, default=9090)
+    demo.add_argument("--issuer-port", type=int, default=9400)
+    _add_service_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    token = commands.add_parser("token", help="sign an access token with the demo issuer's key")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--scope", default="")
+    token.add_argument("--audience", default="https://mcp.example.com/mcp")
+    token.add_argument("--ttl", type=int, default=3600)
+    token.add_argument("--claims", help="extra claims as a JSON object")
+    token.set_defaults(func=cmd_token)
+
+    validate = commands.add_parser("validate", help="validate policy files offline")
+    validate.add_argument("paths", nargs="+")
+    validate.add_argument("--insecure-http", action="store_true")
+    validate.set_defaults(func=cmd_validate)
+
+    explain = commands.add_parser("explain", help="show why a request would be allowed or denied")
+    explain.add_argument("--policy", action="append", required=True, metavar="PATH")
+    explain.add_argument("--url", required=True)
+    explain.add_argument("--method", default="GET")
+    explain.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                         help="extra request header (Mcp-Method, Mcp-Name, Origin...); never a token")
+    explain.add_argument("--token-file", metavar="F", help="read the token from F (default: standard input)")
+    _add_service_flags(explain)
+    explain.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

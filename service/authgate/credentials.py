@@ -1,0 +1,29 @@
+"""Where a bearer token may come from: the Authorization header, and nowhere else.
+
+RFC 6750 §2.1; the query string (§2.3) and form bodies are never read.
+"""
+
+from __future__ import annotations
+
+import re
+
+from authgate.errors import TokenError
+
+_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 §2.1 b64token
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token, or None when no bearer credentials were sent at all.
+
+    Another scheme (Basic, DPoP...) counts as no bearer token; `Bearer` with a malformed
+    value is an invalid token.
+    """
+    if authorization is None:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    value = value.strip()
+    if not value or not _B64TOKEN.match(value):
+        raise TokenError("malformed bearer credentials")
+    return value

@@ -1,0 +1,272 @@
+"""Signing keys per (issuer, jwksUri): discovery, fetching, caching and refresh.
+
+- fetched when a snapshot naming the issuer loads, refreshed in the background before
+  the keys go stale;
+- an unknown `kid` refetches at most once per cooldown, and concurrent callers share
+  one fetch (single-flight);
+- while the IdP fails, the last good keys stay usable for `stale_if_error` seconds past
+  their refresh time, then the issuer fails closed (KeysUnavailable → 503, never 401).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from authgate import metrics
+from authgate.egress import EgressClient
+from authgate.errors import EgressError, KeysUnavailable, TokenError
+from authgate.jws import VerificationKey, verification_key
+
+log = logging.getLogger("authgate.jwks")
+
+
+@dataclass(frozen=True)
+class JwksSettings:
+    refresh_interval: float = 300.0
+    stale_if_error: float = 3600.0
+    unknown_kid_cooldown: float = 30.0
+    failure_cooldown: float = 5.0  # a cold issuer that just failed answers 503 at once for this long
+    retry_interval: float = 15.0  # background retry after a failed refresh
+    max_jwks_bytes: int = 256 * 1024
+    max_keys: int = 64
+    tick: float = 1.0  # how often the background loop looks for due refreshes
+
+
+@dataclass(frozen=True)
+class KeyIndex:
+    jwks_uri: str
+    by_kid: dict[str, tuple[VerificationKey, ...]]
+    keys: tuple[VerificationKey, ...]
+    fetched_at: float  # monotonic
+
+
+class KeysFetchError(Exception):
+    pass
+
+
+def discovery_urls(issuer: str) -> list[str]:
+    """OpenID Connect Discovery §4 (appended), then RFC 8414 §3.1 (inserted)."""
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    appended = urlunsplit((parts.scheme, parts.netloc, path + "/.well-known/openid-configuration", "", ""))
+    inserted = urlunsplit((parts.scheme, parts.netloc, "/.well-known/oauth-authorization-server" + path, "", ""))
+    return [appended, inserted]
+
+
+class IssuerKeys:
+    """The key state of one (issuer, jwksUri). All mutation happens on the event loop."""
+
+    def __init__(
+        self,
+        issuer: str,
+        jwks_uri: str | None,
+        egress: EgressClient,
+        settings: JwksSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.issuer = issuer
+        self.configured_jwks_uri = jwks_uri
+        self._egress = egress
+        self._settings = settings
+        self._clock = clock
+        self.index: KeyIndex | None = None
+        self.last_error: str | None = None
+        self.last_attempt: float | None = None
+        self.last_failure: float | None = None
+        self.fetches = 0
+        self._inflight: asyncio.Task[None] | None = None
+
+    # -- state -----------------------------------------------------------------
+    def usable_index(self) -> KeyIndex | None:
+        index = self.index
+        if index is None:
+            return None
+        age = self._clock() - index.fetched_at
+        if age > self._settings.refresh_interval + self._settings.stale_if_error:
+            return None
+        return index
+
+    def refresh_due(self) -> bool:
+        now = self._clock()
+        if self._inflight is not None:
+            return False
+        if self.last_failure is not None and self.last_attempt == self.last_failure:
+            return now - self.last_failure >= self._settings.retry_interval
+        if self.index is None:
+            return True
+        return now - self.index.fetched_at >= self._settings.refresh_interval
+
+    def state(self) -> dict:
+        index = self.index
+        now = self._clock()
+        return {
+            "issuer": self.issuer,
+            "jwksUri": index.jwks_uri if index else self.configured_jwks_uri,
+            "keys": len(index.keys) if index else 0,
+            "keyAgeSeconds": round(now - index.fetched_at, 1) if index else None,
+            "usable": self.usable_index() is not None,
+            "lastError": self.last_error,
+            "fetches": self.fetches,
+        }
+
+    # -- fetching --------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Fetch now, or join the fetch already running (single-flight)."""
+        if self._inflight is None:
+            self._inflight = asyncio.create_task(self._fetch())
+        task = self._inflight
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._inflight is task:
+                self._inflight = None
+
+    async def _discover_jwks_uri(self) -> str:
+        last: Exception | None = None
+        for url in discovery_urls(self.issuer):
+            try:
+                metadata, _ = await self._egress.get_json(url, max_bytes=self._settings.max_jwks_bytes)
+            except EgressError as error:
+                last = error
+                continue
+            if metadata.get("issuer") != self.issuer:
+                raise KeysFetchError(f"discovery document at {url} names another issuer")
+            jwks_uri = metadata.get("jwks_uri")
+            if not isinstance(jwks_uri, str):
+                raise KeysFetchError(f"discovery document at {url} has no jwks_uri")
+            self._egress.check_url(jwks_uri)
+            return jwks_uri
+        raise KeysFetchError(f"discovery failed: {last}")
+
+    async def _fetch(self) -> None:
+        self.last_attempt = self._clock()
+        self.fetches += 1
+        try:
+            jwks_uri = self.configured_jwks_uri or await self._discover_jwks_uri()
+            document, _ = await self._egress.get_json(jwks_uri, max_bytes=self._settings.max_jwks_bytes)
+            raw_keys = document.get("keys")
+            if not isinstance(raw_keys, list):
+                raise KeysFetchError("JWKS has no keys array")
+            if len(raw_keys) > self._settings.max_keys:
+                raise KeysFetchError(f"JWKS has {len(raw_keys)} keys, more than {self._settings.max_keys}")
+            keys = tuple(k for k in (verification_key(raw) for raw in raw_keys if isinstance(raw, dict)) if k)
+            if not keys:
+                raise KeysFetchError("JWKS has no usable signature key")
+        except (EgressError, KeysFetchError) as error:
+            self.last_error = str(error)
+            self.last_failure = self.last_attempt
+            metrics.JWKS_FETCHES.labels(issuer=self.issuer, result="error").inc()
+            log.warning("jwks fetch failed", extra={"issuer": self.issuer, "error": self.last_error})
+            return
+        by_kid: dict[str, tuple[VerificationKey, ...]] = {}
+        for key in keys:
+            if key.kid is not None:
+                by_kid[key.kid] = (*by_kid.get(key.kid, ()), key)
+        self.index = KeyIndex(jwks_uri, by_kid, keys, self._clock())
+        self.last_error = None
+        self.last_failure = None
+        metrics.JWKS_FETCHES.labels(issuer=self.issuer, result="ok").inc()
+
+    # -- lookup on the request path -------------------------------------------
+    async def keys_for(self, kid: str | None, alg: str) -> tuple[VerificationKey, ...]:
+        index = self.usable_index()
+        if index is None:
+            recently_failed = (
+                self.last_failure is not None
+                and self._clock() - self.last_failure < self._settings.failure_cooldown
+                and self._inflight is None
+            )
+            if not recently_failed:
+                await self.refresh()
+            index = self.usable_index()
+            if index is None:
+                raise KeysUnavailable(self.issuer, self.last_error or "no keys yet")
+        if kid is None:
+            candidates = tuple(k for k in index.keys if k.usable_for(alg))
+        else:
+            candidates = index.by_kid.get(kid, ())
+            if not candidates:
+                since = self._clock() - (self.last_attempt or 0.0)
+                if self._inflight is not None or since >= self._settings.unknown_kid_cooldown:
+                    await self.refresh()
+                    index = self.usable_index() or index
+                    candidates = index.by_kid.get(kid, ())
+                if not candidates:
+                    raise TokenError("unknown signing key (kid)")
+            candidates = tuple(k for k in candidates if k.usable_for(alg))
+        if not candidates:
+            raise TokenError("no key of the issuer fits the token's algorithm")
+        return candidates
+
+
+class KeyStore:
+    """All issuers' key sets, kept in step with the snapshot, refreshed by one background task."""
+
+    def __init__(self, egress: EgressClient, settings: JwksSettings = JwksSettings()) -> None:
+        self._egress = egress
+        self.settings = settings
+        self._sets: dict[tuple[str, str | None], IssuerKeys] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def get(self, source: tuple[str, str | None]) -> IssuerKeys:
+        keys = self._sets.get(source)
+        if keys is None:  # a snapshot is swapped in only after sync(); this is a safety net
+            keys = self._sets[source] = IssuerKeys(source[0], source[1], self._egress, self.settings)
+        return keys
+
+    def sync(self, sources: Iterable[tuple[str, str | None]]) -> None:
+        """Make the key sets match the snapshot's issuers; new ones are fetched right away."""
+        wanted = set(sources)
+        for source in list(self._sets):
+            if source not in wanted:
+                del self._sets[source]
+        for source in wanted:
+            if source not in self._sets:
+                self._sets[source] = IssuerKeys(source[0], source[1], self._egress, self.settings)
+        if self._loop_task is not None:
+            self._refresh_due()
+
+    def states(self) -> list[dict]:
+        return [keys.state() for keys in self._sets.values()]
+
+    def _refresh_due(self) -> None:
+        for keys in list(self._sets.values()):
+            if keys.refresh_due():
+                task = asyncio.get_running_loop().create_task(keys.refresh())
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+        now = time.monotonic()
+        for keys in self._sets.values():
+            index = keys.index
+            if index is not None:
+                metrics.JWKS_KEY_AGE.labels(issuer=keys.issuer).set(now - index.fetched_at)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            try:
+                self._refresh_due()
+            except Exception:  # the refresher must outlive any one bad key set
+                log.exception("jwks refresh loop error")
+
+    def start(self) -> None:
+        """Fetch every key set now and keep them fresh from here on."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._run())
+            self._refresh_due()
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._loop_task, *self._pending] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loop_task = None

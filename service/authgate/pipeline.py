@@ -1,0 +1,97 @@
+"""The check pipeline: route → rule → credentials → token → roles → requirements → Decision.
+
+Knows no web framework and no proxy dialect: adapters build the CheckRequest and
+render the Decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from authgate import decision as decisions
+from authgate.credentials import bearer_token
+from authgate.decision import Decision
+from authgate.errors import KeysUnavailable, TokenError
+from authgate.identity import identity_headers
+from authgate.policy.snapshot import CompiledPolicy, Snapshot
+from authgate.request import CheckRequest
+from authgate.roles import roles_for
+from authgate.tokens import TokenValidator
+
+
+def _is_allowed_preflight(policy: CompiledPolicy, request: CheckRequest) -> bool:
+    return (
+        request.method == "OPTIONS"
+        and request.origin is not None
+        and request.access_control_request_method is not None
+        and bool(policy.cors_origins)
+        and (request.origin in policy.cors_origins or "*" in policy.cors_origins)
+    )
+
+
+async def evaluate(policy: CompiledPolicy, request: CheckRequest, validator: TokenValidator) -> Decision:
+    """The decision of one policy, as if it were enforced."""
+    if _is_allowed_preflight(policy, request):
+        return Decision(True, 200, "cors_preflight", remove_headers=policy.identity_headers.all, policy=policy)
+    rule = policy.match_rule(request.path, request.method, request.mcp_method, request.mcp_name)
+    if rule is not None and rule.anonymous:
+        return Decision(True, 200, "anonymous", remove_headers=policy.identity_headers.all, policy=policy, rule=rule)
+
+    try:
+        token = bearer_token(request.authorization)
+    except TokenError as error:
+        return decisions.unauthorized(policy, rule, error.reason, sent=True)
+    if token is None:
+        return decisions.unauthorized(policy, rule, None, sent=False)
+    try:
+        verified = await validator.validate(token, policy)
+    except TokenError as error:
+        return decisions.unauthorized(policy, rule, error.reason, sent=True)
+    except KeysUnavailable:
+        return decisions.unavailable(policy, "keys_unavailable", "the token issuer's signing keys are unavailable")
+
+    roles = roles_for(policy, verified.scopes, verified.claims)
+    if rule is None and policy.rules:
+        return decisions.access_denied(policy, None, verified, "no_rule", "no rule of the policy allows this request")
+    if rule is not None:
+        if any(scope not in verified.scopes for scope in rule.require_scopes):
+            return decisions.insufficient_scope(policy, rule, verified)
+        if rule.require_roles and rule.require_roles.isdisjoint(roles):
+            return decisions.access_denied(policy, rule, verified, "missing_role", "a required role is missing")
+    headers, remove = identity_headers(policy, verified, roles)
+    return Decision(
+        True, 200, "allowed", upstream_headers=headers, remove_headers=remove, policy=policy, rule=rule, token=verified
+    )
+
+
+def _dry_run(decision: Decision) -> Decision:
+    """DryRun allows what Enforce would deny, and says so in the log."""
+    policy = decision.policy
+    assert policy is not None
+    token = decision.token
+    roles = roles_for(policy, token.scopes, token.claims) if token is not None else frozenset()
+    headers, remove = identity_headers(policy, token, roles)
+    return replace(
+        decision,
+        allowed=True,
+        status=200,
+        reason="dry_run",
+        error=None,
+        www_authenticate=None,
+        upstream_headers=headers,
+        remove_headers=remove,
+        dry_run_reason=decision.reason,
+    )
+
+
+async def decide(snapshot: Snapshot, request: CheckRequest, validator: TokenValidator) -> Decision:
+    if request.policy_ref is not None:
+        policy = snapshot.policy(request.policy_ref)
+    else:
+        policy = snapshot.route(request.host, request.path)
+    if policy is None:
+        return decisions.no_policy()
+    decision = await evaluate(policy, request, validator)
+    if policy.dry_run and not decision.allowed:
+        return _dry_run(decision)
+    return decision

@@ -1,0 +1,287 @@
+"""Valid policies → one immutable Snapshot. Pure functions: no I/O, no clocks.
+
+The same path serves every input: policy files (`authgate serve --policy`), snapshot
+documents pushed by the operator or mounted for bootstrap, and `authgate validate`.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from authgate.errors import PolicyError, PolicyIssue
+from authgate.policy.loader import Loaded, PolicySource, Secrets, load_files, parse_manifests
+from authgate.policy.model import ASYMMETRIC_ALGORITHMS, PolicySpec
+from authgate.policy.snapshot import (
+    FORMAT_VERSION,
+    ClaimRoleMapping,
+    CompiledIssuer,
+    CompiledPolicy,
+    CompiledRule,
+    IdentityHeaderNames,
+    IntrospectionClient,
+    Snapshot,
+)
+from authgate.policy.validate import (
+    ValidationSettings,
+    effective_hosts,
+    effective_prefixes,
+    resolve_ownership,
+    validate_policy,
+)
+from authgate.target import normalize_path
+
+_UID_NAMESPACE = uuid.UUID("6f1f4a9e-8d55-4d57-9a0e-3b3c8b0f7a11")
+
+
+def normalize_audience(value: str) -> str:
+    """Audiences compare exactly, except that a URL's scheme and host are case-insensitive."""
+    if "://" not in value:
+        return value
+    parts = urlsplit(value)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, parts.fragment))
+
+
+def resource_metadata_url(resource: str) -> str:
+    """RFC 9728 §3.1: the well-known segment goes between the host and the resource's path."""
+    parts = urlsplit(resource)
+    path = parts.path if parts.path not in ("", "/") else ""
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), "/.well-known/oauth-protected-resource" + path, "", "")
+    )
+
+
+def _digest(value: object) -> bytes:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+def _compile_rule(index: int, rule) -> CompiledRule:
+    pattern = None
+    if rule.mcp_names is not None:
+        pattern = re.compile("|".join(f"(?:{fnmatch.translate(name)})" for name in rule.mcp_names))
+    return CompiledRule(
+        index=index,
+        path_prefix=normalize_path(rule.path_prefix),
+        methods=None if rule.methods is None else frozenset(m.upper() for m in rule.methods),
+        mcp_methods=None if rule.mcp_methods is None else frozenset(rule.mcp_methods),
+        mcp_names=None if rule.mcp_names is None else tuple(rule.mcp_names),
+        mcp_name_pattern=pattern,
+        anonymous=rule.anonymous,
+        require_scopes=tuple(rule.require_scopes),
+        require_roles=frozenset(rule.require_roles),
+    )
+
+
+def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
+    """Compile one policy that `validate_policy` accepted."""
+    policy = source.policy
+    spec: PolicySpec = policy.spec
+    namespace, name = policy.metadata.namespace, policy.metadata.name
+    uid = policy.metadata.uid or str(uuid.uuid5(_UID_NAMESPACE, f"{namespace}/{name}"))
+
+    issuers = []
+    for entry in spec.issuers:
+        audiences = frozenset(normalize_audience(a) for a in (entry.audiences or [spec.resource]))
+        algorithms = frozenset(entry.algorithms or ASYMMETRIC_ALGORITHMS)
+        introspection = None
+        if entry.introspection is not None:
+            ref = entry.introspection.client_secret_ref
+            secret = secrets.get(namespace, ref.name, ref.key) or b""
+            introspection = IntrospectionClient(
+                entry.introspection.endpoint, entry.introspection.client_id, secret.decode()
+            )
+        identity = {
+            "policy": f"{namespace}/{name}",
+            "uid": uid,
+            "issuer": entry.issuer,
+            "jwksUri": entry.jwks_uri,
+            "audiences": sorted(audiences),
+            "algorithms": sorted(algorithms),
+            "skew": entry.clock_skew_seconds,
+            "typ": entry.require_typ,
+            "claims": entry.required_claims,
+        }
+        issuers.append(
+            CompiledIssuer(
+                issuer=entry.issuer,
+                jwks_uri=entry.jwks_uri,
+                audiences=audiences,
+                algorithms=algorithms,
+                clock_skew_seconds=entry.clock_skew_seconds,
+                require_typ=entry.require_typ,
+                required_claims=tuple(entry.required_claims),
+                introspection=introspection,
+                cache_key=_digest(identity),
+            )
+        )
+
+    scope_roles: dict[str, tuple[str, ...]] = {}
+    for mapping in spec.scope_roles:
+        scope_roles[mapping.scope] = (*scope_roles.get(mapping.scope, ()), mapping.role)
+    rules = tuple(_compile_rule(index, rule) for index, rule in enumerate(spec.rules))
+    scopes = {m.scope for m in spec.scope_roles} | {s for r in spec.rules for s in r.require_scopes}
+    scopes.discard("offline_access")  # RFC 9728 metadata never advertises it (MCP)
+
+    hosts = tuple(effective_hosts(spec))
+    if spec.facade is not None:
+        authorization_servers: tuple[str, ...] = (spec.facade.issuer or f"https://{hosts[0]}",)
+    else:
+        authorization_servers = tuple(entry.issuer for entry in spec.issuers)
+    headers = spec.identity_headers
+    return CompiledPolicy(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        resource=spec.resource,
+        resource_metadata_url=resource_metadata_url(spec.resource),
+        hosts=hosts,
+        path_prefixes=tuple(effective_prefixes(spec)),
+        issuers=tuple(issuers),
+        scope_roles=scope_roles,
+        claim_roles=tuple(ClaimRoleMapping(tuple(m.claim.split(".")), m.value, m.role) for m in spec.claim_roles),
+        rules=rules,
+        dry_run=spec.mode == "DryRun",
+        cors_origins=frozenset(spec.cors.allowed_origins) if spec.cors else frozenset(),
+        identity_headers=IdentityHeaderNames(
+            subject=headers.subject,
+            roles=headers.roles,
+            scopes=headers.scopes,
+            issuer=headers.issuer,
+            client_id=headers.client_id,
+            claims=tuple((tuple(claim.split(".")), header) for claim, header in headers.claims.items()),
+        ),
+        scopes_supported=tuple(sorted(scopes)),
+        authorization_servers=authorization_servers,
+        spec=spec,
+    )
+
+
+def build_snapshot(
+    policies: list[CompiledPolicy], generation: int, version: str, document: dict | None = None
+) -> Snapshot:
+    routes: dict[str, list[tuple[str, CompiledPolicy]]] = {}
+    for policy in policies:
+        for host in policy.hosts:
+            for prefix in policy.path_prefixes:
+                routes.setdefault(host, []).append((prefix, policy))
+    ordered = {
+        host: tuple(sorted(entries, key=lambda entry: len(entry[0]), reverse=True)) for host, entries in routes.items()
+    }
+    return Snapshot(generation, version, tuple(policies), ordered, document or {})
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    snapshot: Snapshot
+    accepted: list[PolicySource]
+    issues: list[PolicyIssue]  # per-policy problems; policies with issues are left out
+
+
+def content_version(loaded: Loaded, accepted: list[PolicySource]) -> str:
+    """A digest of what is enforced: accepted policies and the Secret values they can see."""
+    namespaces = {s.policy.metadata.namespace for s in accepted}
+    content = {
+        "policies": [
+            [s.policy.metadata.namespace, s.policy.metadata.name, s.policy.metadata.uid,
+             s.policy.spec.model_dump(mode="json", by_alias=True)]
+            for s in accepted
+        ],
+        "secrets": sorted(
+            [ns, name, key, hashlib.sha256(value).hexdigest()]
+            for (ns, name), data in loaded.secrets.data.items()
+            if ns in namespaces
+            for key, value in data.items()
+        ),
+    }
+    return _digest(content).hex()[:16]
+
+
+def compile_loaded(
+    loaded: Loaded, generation: int, settings: ValidationSettings, document: dict | None = None
+) -> CompileResult:
+    """Compile what is valid; report what is not. Callers decide whether issues are fatal."""
+    issues = list(loaded.issues)
+    valid: list[PolicySource] = []
+    for source in loaded.policies:
+        problems = validate_policy(source, loaded.secrets, settings)
+        issues.extend(problems)
+        if not problems:
+            valid.append(source)
+    seen: dict[str, PolicySource] = {}
+    unique: list[PolicySource] = []
+    for source in valid:
+        ref = source.policy.ref
+        if ref in seen:
+            issues.append(PolicyIssue(source.source, source.document, "metadata.name", f"duplicate policy {ref}"))
+        else:
+            seen[ref] = source
+            unique.append(source)
+    accepted, conflicts = resolve_ownership(unique)
+    issues.extend(conflicts)
+    compiled = [compile_policy(source, loaded.secrets) for source in accepted]
+    version = content_version(loaded, accepted)
+    return CompileResult(build_snapshot(compiled, generation, version, document), accepted, issues)
+
+
+def compile_strict(loaded: Loaded, generation: int, settings: ValidationSettings, document: dict | None = None) -> Snapshot:
+    """All or nothing: any issue raises PolicyError and nothing is returned."""
+    result = compile_loaded(loaded, generation, settings, document)
+    if result.issues:
+        raise PolicyError(result.issues)
+    return result.snapshot
+
+
+def _secret_manifest(namespace: str, name: str, data: dict[str, bytes]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"namespace": namespace, "name": name},
+        "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+    }
+
+
+def snapshot_document(loaded: Loaded, generation: int, raw_policies: list[dict]) -> dict:
+    """The wire form a snapshot travels in (admin PUT, bootstrap Secret)."""
+    return {
+        "formatVersion": FORMAT_VERSION,
+        "generation": generation,
+        "policies": raw_policies,
+        "secrets": [_secret_manifest(ns, name, dict(data)) for (ns, name), data in loaded.secrets.data.items()],
+    }
+
+
+def compile_files(paths: list[str | Path], settings: ValidationSettings, generation: int = 1) -> Snapshot:
+    loaded = load_files(paths)
+    return compile_strict(loaded, generation, settings)
+
+
+def compile_document(document: object, settings: ValidationSettings) -> Snapshot:
+    """A snapshot document (admin PUT or bootstrap), strictly: it was already validated once."""
+    source = "<snapshot>"
+    if not isinstance(document, dict):
+        raise PolicyError([PolicyIssue(source, None, "", "snapshot must be a JSON object")])
+    issues = []
+    if document.get("formatVersion") != FORMAT_VERSION:
+        issues.append(PolicyIssue(source, None, "formatVersion", f"unsupported (this service reads {FORMAT_VERSION})"))
+    generation = document.get("generation")
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        issues.append(PolicyIssue(source, None, "generation", "must be a non-negative integer"))
+    policies, secrets = document.get("policies", []), document.get("secrets", [])
+    if not isinstance(policies, list) or not isinstance(secrets, list):
+        issues.append(PolicyIssue(source, None, "policies", "policies and secrets must be lists"))
+    unknown = set(document) - {"formatVersion", "generation", "policies", "secrets"}
+    if unknown:
+        issues.append(PolicyIssue(source, None, sorted(unknown)[0], "unknown field"))
+    if issues:
+        raise PolicyError(issues)
+    manifests = [(f"{source} policies[{i}]", None, p) for i, p in enumerate(policies)]
+    manifests += [(f"{source} secrets[{i}]", None, s) for i, s in enumerate(secrets)]
+    loaded = parse_manifests(manifests)
+    return compile_strict(loaded, generation, settings, document)

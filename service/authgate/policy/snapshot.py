@@ -1,0 +1,152 @@
+"""The compiled, immutable policy snapshot the auth service enforces.
+
+Built once per policy change by `compile.py`; the service swaps the whole object
+atomically (one attribute assignment), so a check never sees half of an update.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from authgate.target import prefix_covers
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IntrospectionClient:
+    endpoint: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CompiledIssuer:
+    issuer: str
+    jwks_uri: str | None  # None: discovered from the issuer's metadata
+    audiences: frozenset[str]  # normalized (see tokens.normalize_audience)
+    algorithms: frozenset[str]
+    clock_skew_seconds: int
+    require_typ: str | None
+    required_claims: tuple[str, ...]
+    introspection: IntrospectionClient | None
+    # Identity of this entry for the verified-token cache: a digest of every field above
+    # plus the owning policy, so a cache hit never crosses a trust boundary.
+    cache_key: bytes
+
+    @property
+    def key_source(self) -> tuple[str, str | None]:
+        """What the JWKS cache is keyed by: (issuer, jwksUri)."""
+        return (self.issuer, self.jwks_uri)
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    index: int
+    path_prefix: str
+    methods: frozenset[str] | None
+    mcp_methods: frozenset[str] | None
+    mcp_names: tuple[str, ...] | None
+    mcp_name_pattern: re.Pattern[str] | None
+    anonymous: bool
+    require_scopes: tuple[str, ...]
+    require_roles: frozenset[str]
+
+    def matches(self, path: str, method: str, mcp_method: str | None, mcp_name: str | None) -> bool:
+        if not prefix_covers(self.path_prefix, path):
+            return False
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.mcp_methods is not None and mcp_method not in self.mcp_methods:
+            return False
+        return self.mcp_name_pattern is None or (
+            mcp_name is not None and self.mcp_name_pattern.fullmatch(mcp_name) is not None
+        )
+
+
+@dataclass(frozen=True)
+class ClaimRoleMapping:
+    path: tuple[str, ...]
+    value: str
+    role: str
+
+
+@dataclass(frozen=True)
+class IdentityHeaderNames:
+    subject: str
+    roles: str
+    scopes: str
+    issuer: str
+    client_id: str
+    claims: tuple[tuple[tuple[str, ...], str], ...]  # (claim dot path, header name)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.subject, self.roles, self.scopes, self.issuer, self.client_id) + tuple(
+            header for _, header in self.claims
+        )
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    namespace: str
+    name: str
+    uid: str
+    resource: str
+    resource_metadata_url: str
+    hosts: tuple[str, ...]
+    path_prefixes: tuple[str, ...]
+    issuers: tuple[CompiledIssuer, ...]
+    scope_roles: dict[str, tuple[str, ...]]
+    claim_roles: tuple[ClaimRoleMapping, ...]
+    rules: tuple[CompiledRule, ...]
+    dry_run: bool
+    cors_origins: frozenset[str]
+    identity_headers: IdentityHeaderNames
+    scopes_supported: tuple[str, ...]
+    authorization_servers: tuple[str, ...]
+    spec: object = field(repr=False, compare=False)  # the typed PolicySpec, for later stages
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def issuer_for(self, issuer: str) -> CompiledIssuer | None:
+        for entry in self.issuers:
+            if entry.issuer == issuer:
+                return entry
+        return None
+
+    def match_rule(
+        self, path: str, method: str, mcp_method: str | None, mcp_name: str | None
+    ) -> CompiledRule | None:
+        for rule in self.rules:
+            if rule.matches(path, method, mcp_method, mcp_name):
+                return rule
+        return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    generation: int
+    version: str  # digest of the policy content (not of the generation)
+    policies: tuple[CompiledPolicy, ...]
+    # host → [(prefix, policy)] longest prefix first
+    routes: dict[str, tuple[tuple[str, CompiledPolicy], ...]]
+    document: dict = field(repr=False, compare=False)  # the snapshot document it was built from
+
+    def route(self, host: str, path: str) -> CompiledPolicy | None:
+        for prefix, policy in self.routes.get(host, ()):
+            if prefix_covers(prefix, path):
+                return policy
+        return None
+
+    def policy(self, ref: str) -> CompiledPolicy | None:
+        for policy in self.policies:
+            if policy.ref == ref:
+                return policy
+        return None
+
+
+EMPTY_SNAPSHOT = Snapshot(generation=0, version="", policies=(), routes={}, document={})

@@ -1,0 +1,50 @@
+"""The public port: discovery documents that clients reach through the ingress.
+
+It never answers ext-authz checks (those hand out identity headers).
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from authgate.metadata import WELL_KNOWN, find_policy, protected_resource_metadata
+from authgate.runtime import AuthService
+from authgate.target import TargetError, normalize_host, normalize_path
+
+_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, OPTIONS"}
+
+
+def _error(status: int, error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status, headers=_CORS)
+
+
+def create_public_app(service: AuthService) -> Starlette:
+    async def protected_resource(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=_CORS | {"Access-Control-Max-Age": "600"})
+        raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+        try:
+            host = normalize_host(request.headers.get("host", ""), request.url.scheme)
+            suffix = normalize_path(raw)[len(WELL_KNOWN) :]
+        except TargetError:
+            return _error(400, "invalid_request", "malformed host or path")
+        policy = find_policy(service.snapshot, host, suffix)
+        if policy is None:
+            return _error(404, "not_found", "no protected resource here")
+        return JSONResponse(
+            protected_resource_metadata(policy), headers=_CORS | {"Cache-Control": "public, max-age=300"}
+        )
+
+    async def not_found(request: Request) -> Response:
+        return _error(404, "not_found", "not found")
+
+    return Starlette(
+        routes=[
+            Route(WELL_KNOWN, protected_resource, methods=["GET", "OPTIONS"]),
+            Route(WELL_KNOWN + "/{rest:path}", protected_resource, methods=["GET", "OPTIONS"]),
+        ],
+        exception_handlers={404: not_found},
+    )

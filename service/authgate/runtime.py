@@ -1,0 +1,146 @@
+"""The running auth service: the current snapshot and everything that outlives one.
+
+The snapshot is replaced whole (one attribute assignment on the event loop); key sets
+and caches are kept in step with it. Adapters call `check()` and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from authgate import metrics
+from authgate.decision import Decision, internal_error
+from authgate.egress import EgressClient, EgressPolicy
+from authgate.errors import PolicyError, PolicyIssue
+from authgate.jwks import JwksSettings, KeyStore
+from authgate.pipeline import decide
+from authgate.policy import EMPTY_SNAPSHOT, Snapshot, ValidationSettings
+from authgate.request import CheckRequest
+from authgate.tokens import TokenValidator
+from authgate.verified_tokens import VerifiedTokenCache
+
+decision_log = logging.getLogger("authgate.decision")
+log = logging.getLogger("authgate")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    jwks: JwksSettings = field(default_factory=JwksSettings)
+    token_cache_entries: int = 10_000
+    token_cache_ttl: float = 300.0
+
+    @property
+    def validation(self) -> ValidationSettings:
+        return ValidationSettings(insecure_http=self.egress.insecure_http)
+
+
+class StaleSnapshot(PolicyError):
+    """A snapshot older than (or conflicting with) the one being enforced."""
+
+
+class AuthService:
+    def __init__(self, settings: ServiceSettings = ServiceSettings()) -> None:
+        self.settings = settings
+        self.egress = EgressClient(settings.egress)
+        self.keys = KeyStore(self.egress, settings.jwks)
+        self.validator = TokenValidator(
+            self.keys, VerifiedTokenCache(settings.token_cache_entries, settings.token_cache_ttl)
+        )
+        self.snapshot: Snapshot = EMPTY_SNAPSHOT
+        self.loaded = False
+        self.loaded_at: float | None = None
+
+    async def start(self) -> None:
+        self.keys.start()
+
+    async def stop(self) -> None:
+        await self.keys.stop()
+        await self.egress.aclose()
+
+    def load(self, snapshot: Snapshot) -> bool:
+        """Enforce `snapshot`. False when it is the one already enforced (idempotent push)."""
+        current = self.snapshot
+        if self.loaded:
+            if snapshot.generation < current.generation:
+                raise StaleSnapshot(
+                    [PolicyIssue("<snapshot>", None, "generation",
+                                 f"{snapshot.generation} is older than the enforced {current.generation}")]
+                )
+            if snapshot.generation == current.generation:
+                if snapshot.version == current.version:
+                    return False
+                raise StaleSnapshot(
+                    [PolicyIssue("<snapshot>", None, "generation",
+                                 f"generation {snapshot.generation} is enforced with other content")]
+                )
+        self.keys.sync(issuer.key_source for policy in snapshot.policies for issuer in policy.issuers)
+        self.snapshot = snapshot  # the atomic swap
+        self.loaded, self.loaded_at = True, time.time()
+        metrics.SNAPSHOT_GENERATION.set(snapshot.generation)
+        metrics.SNAPSHOT_POLICIES.set(len(snapshot.policies))
+        log.info(
+            "snapshot loaded",
+            extra={"generation": snapshot.generation, "version": snapshot.version, "policies": len(snapshot.policies)},
+        )
+        return True
+
+    async def check(self, request: CheckRequest, dialect: str) -> Decision:
+        started = time.perf_counter()
+        try:
+            decision = await decide(self.snapshot, request, self.validator)
+        except Exception:  # fail closed: an internal error never becomes an allow, nor a 500
+            metrics.ERRORS.labels(where="check").inc()
+            log.exception("check failed", extra={"request_id": request.request_id})
+            decision = internal_error()
+        self.record(request, decision, dialect, time.perf_counter() - started)
+        return decision
+
+    def record(self, request: CheckRequest, decision: Decision, dialect: str, elapsed: float) -> None:
+        metrics.CHECKS.labels(dialect, "allow" if decision.allowed else "deny", decision.reason).inc()
+        metrics.CHECK_LATENCY.observe(elapsed)
+        token = decision.token
+        decision_log.info(
+            "decision",
+            extra={
+                "request_id": request.request_id,
+                "dialect": dialect,
+                "policy": decision.policy.ref if decision.policy else None,
+                "rule": decision.rule.index if decision.rule else None,
+                "decision": "allow" if decision.allowed else "deny",
+                "status": decision.status,
+                "reason": decision.reason,
+                "detail": decision.description if not decision.allowed else None,
+                "dry_run_reason": decision.dry_run_reason,
+                "subject": token.subject if token else None,
+                "client_id": token.client_id if token else None,
+                "host": request.host,
+                "method": request.method,
+                "path": request.path,
+                "latency_ms": round(elapsed * 1000, 3),
+            },
+        )
+
+    def status(self) -> dict:
+        """What the admin API reports: versions and per-policy, per-issuer state; never secrets."""
+        snapshot = self.snapshot
+        keys = {(s["issuer"]): s for s in self.keys.states()}
+        return {
+            "ready": self.loaded,
+            "generation": snapshot.generation,
+            "version": snapshot.version,
+            "policies": [
+                {
+                    "policy": policy.ref,
+                    "uid": policy.uid,
+                    "resource": policy.resource,
+                    "hosts": list(policy.hosts),
+                    "pathPrefixes": list(policy.path_prefixes),
+                    "mode": "DryRun" if policy.dry_run else "Enforce",
+                    "issuers": [keys.get(issuer.issuer, {"issuer": issuer.issuer}) for issuer in policy.issuers],
+                }
+                for policy in snapshot.policies
+            ],
+        }

@@ -1,0 +1,92 @@
+"""Run the service's ports (public, check, admin, metrics) as Uvicorn servers sharing
+one process and one event loop, with one signal handler for all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+
+import uvicorn
+
+log = logging.getLogger("authgate")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # signals are handled once for every port, in serve()
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    app: object
+    host: str
+    port: int
+
+
+def _config(listener: Listener) -> uvicorn.Config:
+    return uvicorn.Config(
+        listener.app,
+        host=listener.host,
+        port=listener.port,
+        http="httptools",
+        lifespan="off",
+        access_log=False,  # the decision log is the access log; uvicorn's would print query strings
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=75,  # proxies keep their connections to the auth service open
+        timeout_graceful_shutdown=10,
+    )
+
+
+async def serve(
+    listeners: list[Listener],
+    on_start: Callable[[], Awaitable[None]] | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    servers = [_Server(_config(listener)) for listener in listeners]
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        while not all(server.started for server in servers):
+            if any(task.done() for task in tasks):
+                stop()
+                break
+            await asyncio.sleep(0.02)
+        else:
+            if on_start is not None:
+                await on_start()
+            log.info(
+                "listening",
+                extra={"ports": {listener.name: listener.port for listener in listeners}},
+            )
+        await asyncio.gather(*tasks)
+    finally:
+        if on_stop is not None:
+            await on_stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if not all(server.started for server in servers):
+        raise SystemExit(1)
+
+
+def run(main: Awaitable[None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency via uvicorn[standard]
+        asyncio.run(main)
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)

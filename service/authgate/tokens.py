@@ -1,0 +1,135 @@
+"""Access-token validation: JWS signature with the issuer's keys, then the claims.
+
+Checks, in order: compact form, trusted `iss` (exact), allowed asymmetric `alg`,
+optional `typ` (RFC 9068 §4), signature, `exp`/`nbf`/`iat` with the entry's leeway,
+`aud` (RFC 8707: must contain one of the entry's audiences) and required claims.
+Verified tokens are cached per issuer entry until (at most) their `exp`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from authgate.errors import TokenError
+from authgate.jwks import KeyStore
+from authgate.jws import parse_compact
+from authgate.policy.compile import normalize_audience
+from authgate.policy.snapshot import CompiledIssuer, CompiledPolicy
+from authgate.verified_tokens import VerifiedTokenCache
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    issuer: CompiledIssuer = field(repr=False)
+    claims: dict[str, Any] = field(repr=False)
+    scopes: frozenset[str]
+    subject: str | None
+    client_id: str | None
+    expires_at: float
+
+
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenError(f"claim {name} is not a number")
+    return float(value)
+
+
+def token_scopes(claims: dict[str, Any]) -> frozenset[str]:
+    """Scopes from `scope` (RFC 9068 §2.2.3, space separated) and `scp` (string or array)."""
+    scopes: set[str] = set()
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        scopes.update(scope.split())
+    scp = claims.get("scp")
+    if isinstance(scp, str):
+        scopes.update(scp.split())
+    elif isinstance(scp, list):
+        scopes.update(item for item in scp if isinstance(item, str))
+    return frozenset(scopes)
+
+
+def check_claims(claims: dict[str, Any], entry: CompiledIssuer, now: float) -> float:
+    """Validate the time, audience and required claims; returns `exp`."""
+    leeway = entry.clock_skew_seconds
+    exp = _number(claims, "exp")
+    if exp is None:
+        raise TokenError("token has no exp")
+    if now > exp + leeway:
+        raise TokenError("token expired")
+    nbf = _number(claims, "nbf")
+    if nbf is not None and now + leeway < nbf:
+        raise TokenError("token not yet valid")
+    iat = _number(claims, "iat")
+    if iat is not None and now + leeway < iat:
+        raise TokenError("token issued in the future")
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not any(isinstance(a, str) and normalize_audience(a) in entry.audiences for a in audiences):
+        raise TokenError("audience not accepted")
+    for name in entry.required_claims:
+        if claims.get(name) is None:
+            raise TokenError(f"required claim {name} missing")
+    return exp
+
+
+def _typ_matches(header: dict[str, Any], required: str) -> bool:
+    typ = header.get("typ")
+    if not isinstance(typ, str):
+        return False
+    typ = typ.lower()
+    wanted = required.lower().removeprefix("application/")
+    return typ.removeprefix("application/") == wanted
+
+
+class TokenValidator:
+    def __init__(
+        self,
+        keys: KeyStore,
+        cache: VerifiedTokenCache[VerifiedToken] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.cache: VerifiedTokenCache[VerifiedToken] = cache or VerifiedTokenCache()
+        self.clock = clock
+
+    async def validate(self, token: str, policy: CompiledPolicy) -> VerifiedToken:
+        now = self.clock()
+        digest = hashlib.sha256(token.encode()).digest()
+        for entry in policy.issuers:
+            cached = self.cache.get(entry.cache_key, digest, now)
+            if cached is not None:
+                return cached
+
+        jws = parse_compact(token)
+        claims = jws.payload
+        issuer = claims.get("iss")
+        entry = policy.issuer_for(issuer) if isinstance(issuer, str) else None
+        if entry is None:
+            raise TokenError("issuer not trusted by this policy")
+        if jws.alg not in entry.algorithms:
+            raise TokenError(f"algorithm {jws.alg} not allowed")
+        if entry.require_typ is not None and not _typ_matches(jws.header, entry.require_typ):
+            raise TokenError(f"token typ is not {entry.require_typ}")
+        candidates = await self.keys.get(entry.key_source).keys_for(jws.kid, jws.alg)
+        if not any(key.verify(jws.alg, jws.signing_input, jws.signature) for key in candidates[:4]):
+            raise TokenError("signature verification failed")
+        exp = check_claims(claims, entry, now)
+        subject = claims.get("sub")
+        client_id = claims.get("client_id", claims.get("azp"))
+        verified = VerifiedToken(
+            issuer=entry,
+            claims=claims,
+            scopes=token_scopes(claims),
+            subject=subject if isinstance(subject, str) else None,
+            client_id=client_id if isinstance(client_id, str) else None,
+            expires_at=exp,
+        )
+        self.cache.put(entry.cache_key, digest, verified, exp, now)
+        return verified
