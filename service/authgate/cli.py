@@ -16,7 +16,13 @@ from authgate import logs
 from authgate.egress import EgressPolicy
 from authgate.errors import PolicyError
 from authgate.jwks import JwksSettings
-from authgate.policy import ValidationSettings, compile_document, compile_files, compile_loaded, load_files
+from authgate.policy import (
+    ValidationSettings,
+    compile_document,
+    compile_files,
+    compile_loaded,
+    load_files,
+)
 from authgate.runtime import AuthService, ServiceSettings
 
 log = logging.getLogger("authgate")
@@ -24,20 +30,39 @@ log = logging.getLogger("authgate")
 
 def _add_service_flags(parser: argparse.ArgumentParser) -> None:
     egress = parser.add_argument_group("egress (every outbound call: discovery, JWKS, IdP)")
-    egress.add_argument("--egress-allow", action="append", default=[], metavar="CIDR|HOST",
-                        help="allow a destination that screening would refuse (e.g. an in-cluster IdP)")
-    egress.add_argument("--egress-deny", action="append", default=[], metavar="CIDR|HOST",
-                        help="refuse a destination even though it is public")
+    egress.add_argument(
+        "--egress-allow",
+        action="append",
+        default=[],
+        metavar="CIDR|HOST",
+        help="allow a destination that screening would refuse (e.g. an in-cluster IdP)",
+    )
+    egress.add_argument(
+        "--egress-deny",
+        action="append",
+        default=[],
+        metavar="CIDR|HOST",
+        help="refuse a destination even though it is public",
+    )
     egress.add_argument("--egress-proxy", metavar="URL", help="explicit proxy; proxy environment variables are ignored")
-    egress.add_argument("--insecure-http", action="store_true",
-                        help="permit http:// URLs, only to --egress-allow destinations")
+    egress.add_argument(
+        "--insecure-http", action="store_true", help="permit http:// URLs, only to --egress-allow destinations"
+    )
     egress.add_argument("--ca-bundle", metavar="PEM", help="extra trusted CA certificates")
     keys = parser.add_argument_group("signing keys")
     keys.add_argument("--jwks-refresh-seconds", type=float, default=300.0)
-    keys.add_argument("--jwks-stale-seconds", type=float, default=3600.0,
-                      help="how long keys stay usable past their refresh while the IdP fails")
-    keys.add_argument("--jwks-kid-cooldown-seconds", type=float, default=30.0,
-                      help="at most one refetch for unknown key ids per this interval")
+    keys.add_argument(
+        "--jwks-stale-seconds",
+        type=float,
+        default=3600.0,
+        help="how long keys stay usable past their refresh while the IdP fails",
+    )
+    keys.add_argument(
+        "--jwks-kid-cooldown-seconds",
+        type=float,
+        default=30.0,
+        help="at most one refetch for unknown key ids per this interval",
+    )
 
 
 def _settings(args: argparse.Namespace) -> ServiceSettings:
@@ -73,17 +98,17 @@ def read_snapshot_file(path: str) -> object:
 
 # -- serve ---------------------------------------------------------------------
 async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
+    from prometheus_client import make_asgi_app
+
     from authgate.adapters.check_app import CheckApp
     from authgate.admin import AdminAuth, create_admin_app
     from authgate.public_app import create_public_app
     from authgate.server import Listener, serve
 
-    from prometheus_client import make_asgi_app
-
     service = AuthService(_settings(args))
     if args.policy:
         service.load(compile_files(args.policy, service.settings.validation))
-    elif args.bootstrap_snapshot and Path(args.bootstrap_snapshot).exists():
+    elif args.bootstrap_snapshot and os.path.exists(args.bootstrap_snapshot):  # noqa: ASYNC240 - startup, once
         try:
             service.load(compile_document(read_snapshot_file(args.bootstrap_snapshot), service.settings.validation))
         except (PolicyError, ValueError, OSError) as error:
@@ -180,7 +205,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="authgate", description="OAuth 2.1 authorization for HTTP APIs and MCP servers")
+    parser = argparse.ArgumentParser(
+        prog="authgate", description="OAuth 2.1 authorization for HTTP APIs and MCP servers"
+    )
     parser.add_argument("--log-level", default=os.environ.get("AUTHGATE_LOG_LEVEL", "info"))
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -223,8 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--policy", action="append", required=True, metavar="PATH")
     explain.add_argument("--url", required=True)
     explain.add_argument("--method", default="GET")
-    explain.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
-                         help="extra request header (Mcp-Method, Mcp-Name, Origin...); never a token")
+    explain.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="extra request header (Mcp-Method, Mcp-Name, Origin...); never a token",
+    )
     explain.add_argument("--token-file", metavar="F", help="read the token from F (default: standard input)")
     _add_service_flags(explain)
     explain.set_defaults(func=cmd_explain)

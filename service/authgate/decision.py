@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from authgate.policy.snapshot import CompiledPolicy, CompiledRule
 from authgate.tokens import VerifiedToken
 
-_UNSAFE_QUOTED = re.compile(r'[^\x20\x21\x23-\x5B\x5D-\x7E]')  # RFC 6750 §3 error_description chars
+_UNSAFE_QUOTED = re.compile(r"[^\x20\x21\x23-\x5B\x5D-\x7E]")  # RFC 6750 §3 error_description chars
 
 
 @dataclass(frozen=True)
@@ -70,19 +70,38 @@ def unauthorized(policy: CompiledPolicy, rule: CompiledRule | None, description:
     """401: no token (no error code, RFC 6750 §3.1) or an invalid one."""
     if not sent:
         return Decision(
-            False, 401, "no_token", "unauthorized", "bearer token required",
-            challenge(policy, rule), policy=policy, rule=rule,
+            False,
+            401,
+            "no_token",
+            "unauthorized",
+            "bearer token required",
+            challenge(policy, rule),
+            policy=policy,
+            rule=rule,
         )
     return Decision(
-        False, 401, "invalid_token", "invalid_token", description,
-        challenge(policy, rule, "invalid_token", description), policy=policy, rule=rule,
+        False,
+        401,
+        "invalid_token",
+        "invalid_token",
+        description,
+        challenge(policy, rule, "invalid_token", description),
+        policy=policy,
+        rule=rule,
     )
 
 
 def insufficient_scope(policy: CompiledPolicy, rule: CompiledRule, token: VerifiedToken) -> Decision:
     return Decision(
-        False, 403, "insufficient_scope", "insufficient_scope", "the token lacks a required scope",
-        challenge(policy, rule, "insufficient_scope"), policy=policy, rule=rule, token=token,
+        False,
+        403,
+        "insufficient_scope",
+        "insufficient_scope",
+        "the token lacks a required scope",
+        challenge(policy, rule, "insufficient_scope"),
+        policy=policy,
+        rule=rule,
+        token=token,
     )
 
 

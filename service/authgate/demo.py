@@ -83,9 +83,7 @@ def issuer_app(key: jwk.JWK, issuer: str) -> Starlette:
     async def jwks(request) -> JSONResponse:
         return JSONResponse({"keys": [public]})
 
-    return Starlette(
-        routes=[Route("/.well-known/openid-configuration", discovery), Route("/jwks.json", jwks)]
-    )
+    return Starlette(routes=[Route("/.well-known/openid-configuration", discovery), Route("/jwks.json", jwks)])
 
 
 def demo_policy(issuer: str) -> str:
@@ -133,7 +131,8 @@ authgate demo is running. Try it from another shell:
   curl -s http://127.0.0.1:{public_port}/.well-known/oauth-protected-resource/mcp -H 'Host: {DEMO_HOST}'
 
   # why a request is allowed or denied, step by step
-  .venv/bin/authgate token --sub alice | .venv/bin/authgate explain --policy .local/demo-policy.yaml --insecure-http --egress-allow 127.0.0.1 --url {DEMO_RESOURCE}
+  .venv/bin/authgate token --sub alice | .venv/bin/authgate explain --policy .local/demo-policy.yaml \\
+      --insecure-http --egress-allow 127.0.0.1 --url {DEMO_RESOURCE}
 
 Stop with Ctrl-C.
 """

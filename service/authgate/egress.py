@@ -1,9 +1,8 @@
 """The one client for every outbound call: timeouts, size caps, no redirects, no proxy env.
 
-Destinations are screened at connect time, after our own DNS resolution, so DNS rebinding
-cannot reach loopback, private, link-local, metadata or otherwise internal addresses. The
-httpcore network backend doing this is hand-written: no library offers connect-time
-screening for httpx.
+Destinations are screened after our own DNS resolution, at connect time, so DNS rebinding
+cannot reach internal addresses; the httpcore network backend doing this is hand-written
+because no library offers connect-time screening for httpx.
 """
 
 from __future__ import annotations
@@ -65,9 +64,7 @@ class EgressResponse:
             raise EgressBadResponse(self.url, "body is not JSON", self.status_code) from None
         if not isinstance(value, dict):
             kind = type(value).__name__
-            raise EgressBadResponse(
-                self.url, f"body is a JSON {kind}, not an object", self.status_code
-            )
+            raise EgressBadResponse(self.url, f"body is a JSON {kind}, not an object", self.status_code)
         return value
 
     def max_age(self) -> float | None:
@@ -233,9 +230,7 @@ class _Entries:
                 pass
             host = _host_key(entry.strip())
             if not _HOST_NAME.match(host):
-                raise ValueError(
-                    f"egress {setting} entry {entry!r} is neither a CIDR nor a host name"
-                )
+                raise ValueError(f"egress {setting} entry {entry!r} is neither a CIDR nor a host name")
             hosts.add(host)
         return cls(tuple(networks), frozenset(hosts))
 
@@ -258,9 +253,7 @@ class _Rules:
     def host_allowed(self, host: str) -> bool:
         return _host_key(host) in self.allow.hosts
 
-    def address_refusal(
-        self, address: IPAddress, *, host_allowed: bool, require_allowed: bool
-    ) -> str | None:
+    def address_refusal(self, address: IPAddress, *, host_allowed: bool, require_allowed: bool) -> str | None:
         """Why a connection to `address` is refused, or None. Deny beats allow beats screening."""
         address = _normalise(address)
         disguised = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else []
@@ -329,9 +322,7 @@ class _ScreeningBackend(httpcore.AsyncNetworkBackend):
             elif refusal not in refusals:
                 refusals.append(refusal)
         if not permitted:
-            raise _DestinationRefused(
-                f"{host} resolved only to refused addresses: " + "; ".join(refusals)
-            )
+            raise _DestinationRefused(f"{host} resolved only to refused addresses: " + "; ".join(refusals))
 
         failure: Exception | None = None
         for target in permitted:  # in resolver order; refused addresses are never tried
@@ -371,12 +362,8 @@ class _ScreenedTransport(httpx.AsyncHTTPTransport):
     transport of our own would have to copy them from httpx's private helpers.
     """
 
-    def __init__(
-        self, backend: _ScreeningBackend, ssl_context: ssl.SSLContext, limits: httpx.Limits
-    ) -> None:
-        super().__init__(
-            verify=ssl_context, trust_env=False, limits=limits, http1=True, http2=False
-        )
+    def __init__(self, backend: _ScreeningBackend, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits, http1=True, http2=False)
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
             # Fail at startup rather than send unscreened if a new httpx renames its pool.
             raise RuntimeError("httpx.AsyncHTTPTransport has no _pool: cannot install screening")
@@ -411,17 +398,13 @@ class EgressClient:
             if not getattr(policy, name) > 0:
                 raise ValueError(f"egress {name} must be positive")
         self._policy = policy
-        self._rules = _Rules(
-            allow=_Entries.parse(policy.allow, "allow"), deny=_Entries.parse(policy.deny, "deny")
-        )
+        self._rules = _Rules(allow=_Entries.parse(policy.allow, "allow"), deny=_Entries.parse(policy.deny, "deny"))
         # certifi, as httpx uses by default; not the system store, whose location
         # SSL_CERT_FILE/SSL_CERT_DIR in the environment could change.
         ssl_context = ssl.create_default_context(cafile=certifi.where())
         if policy.ca_bundle is not None:
             ssl_context.load_verify_locations(cafile=policy.ca_bundle)
-        limits = httpx.Limits(
-            max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0
-        )
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
         transport: httpx.AsyncBaseTransport
         mounts: dict[str, httpx.AsyncBaseTransport] = {}
         if policy.proxy is not None:
@@ -430,16 +413,10 @@ class EgressClient:
             if scheme not in ("http", "https"):
                 raise ValueError("egress proxy must be an http:// or https:// URL")
             # An https proxy is verified with the same trust as destinations (ca_bundle).
-            proxy = httpx.Proxy(
-                policy.proxy, ssl_context=ssl_context if scheme == "https" else None
-            )
-            transport = httpx.AsyncHTTPTransport(
-                verify=ssl_context, trust_env=False, limits=limits, proxy=proxy
-            )
+            proxy = httpx.Proxy(policy.proxy, ssl_context=ssl_context if scheme == "https" else None)
+            transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False, limits=limits, proxy=proxy)
         else:
-            transport = _ScreenedTransport(
-                _ScreeningBackend(self._rules, require_allowed=False), ssl_context, limits
-            )
+            transport = _ScreenedTransport(_ScreeningBackend(self._rules, require_allowed=False), ssl_context, limits)
             # Plain http connects only to allowed destinations, decided after DNS too.
             mounts["http://"] = _ScreenedTransport(
                 _ScreeningBackend(self._rules, require_allowed=True), ssl_context, limits
@@ -486,16 +463,12 @@ class EgressClient:
         plain_http = parsed.scheme == "http"
         address = _literal_address(host)
         if address is not None:
-            refusal = self._rules.address_refusal(
-                address, host_allowed=False, require_allowed=plain_http
-            )
+            refusal = self._rules.address_refusal(address, host_allowed=False, require_allowed=plain_http)
             if refusal is not None:
                 raise EgressBlocked(shown, refusal)
         elif proxied and not self._rules.host_allowed(host):
             if plain_http:
-                raise EgressBlocked(
-                    shown, f"plain http through the proxy needs {host} in egress allow"
-                )
+                raise EgressBlocked(shown, f"plain http through the proxy needs {host} in egress allow")
             if _host_key(host) == "localhost" or _host_key(host).endswith(".localhost"):
                 # RFC 6761: these names are loopback; the proxy would resolve them for us.
                 raise EgressBlocked(shown, f"{host} is loopback")
@@ -516,7 +489,7 @@ class EgressClient:
         shown = _shown(url)
         cap = self._policy.max_response_bytes if max_bytes is None else max_bytes
         try:
-            async with asyncio.timeout(None):
+            async with asyncio.timeout(self._policy.total_timeout):
                 return await self._send(method, url, shown, headers, data, auth, cap)
         except TimeoutError:
             total = self._policy.total_timeout
@@ -535,18 +508,14 @@ class EgressClient:
         request_headers = httpx.Headers(headers)
         request_headers["Accept-Encoding"] = "identity"  # the cap counts what we hold in memory
         try:
-            async with self._client.stream(
-                method, url, headers=request_headers, data=data, auth=auth
-            ) as response:
+            async with self._client.stream(method, url, headers=request_headers, data=data, auth=auth) as response:
                 status = response.status_code
                 # 304 is a cache answer, not a redirect (RFC 9110 §15.4.5).
                 if 300 <= status < 400 and status != 304:
                     raise EgressRedirect(shown, f"status {status}: redirects are not followed")
                 encoding = response.headers.get("content-encoding", "identity").strip().lower()
                 if encoding != "identity":
-                    raise EgressBadResponse(
-                        shown, f"content-encoding {encoding!r} was not asked for", status
-                    )
+                    raise EgressBadResponse(shown, f"content-encoding {encoding!r} was not asked for", status)
                 declared = response.headers.get("content-length", "")
                 if declared.isascii() and declared.isdigit() and int(declared) > cap:
                     raise EgressTooLarge(shown, f"Content-Length {declared} exceeds {cap} bytes")
@@ -555,9 +524,7 @@ class EgressClient:
                     content += chunk
                     if len(content) > cap:
                         raise EgressTooLarge(shown, f"body exceeds {cap} bytes")
-                return EgressResponse(
-                    url=shown, status_code=status, headers=response.headers, content=bytes(content)
-                )
+                return EgressResponse(url=shown, status_code=status, headers=response.headers, content=bytes(content))
         except _DestinationRefused as exc:
             raise EgressBlocked(shown, str(exc)) from None
         except httpx.TimeoutException as exc:
@@ -577,17 +544,11 @@ class EgressClient:
         kind = "write" if isinstance(exc, httpx.WriteTimeout) else "read"
         return f"{kind} timed out after {policy.read_timeout}s"
 
-    async def get_json(
-        self, url: str, *, max_bytes: int | None = None
-    ) -> tuple[dict[str, Any], EgressResponse]:
+    async def get_json(self, url: str, *, max_bytes: int | None = None) -> tuple[dict[str, Any], EgressResponse]:
         """GET a JSON object (discovery, JWKS, metadata documents); anything but 200 is bad."""
-        response = await self.request(
-            "GET", url, headers={"Accept": "application/json"}, max_bytes=max_bytes
-        )
+        response = await self.request("GET", url, headers={"Accept": "application/json"}, max_bytes=max_bytes)
         if response.status_code != 200:
-            raise EgressBadResponse(
-                response.url, f"status {response.status_code}, expected 200", response.status_code
-            )
+            raise EgressBadResponse(response.url, f"status {response.status_code}, expected 200", response.status_code)
         return response.json_object(), response
 
     async def aclose(self) -> None:

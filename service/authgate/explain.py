@@ -63,8 +63,10 @@ async def explain(
     if policy is None:
         lines.append("2. route: no policy covers this host and path")
     else:
-        lines.append(f"2. route: policy {policy.ref} (resource {policy.resource}, mode "
-                     f"{'DryRun' if policy.dry_run else 'Enforce'})")
+        lines.append(
+            f"2. route: policy {policy.ref} (resource {policy.resource}, mode "
+            f"{'DryRun' if policy.dry_run else 'Enforce'})"
+        )
         rule = policy.match_rule(path, request.method, request.mcp_method, request.mcp_name)
         if not policy.rules:
             lines.append("3. rule: the policy has no rules: any valid token passes")
@@ -78,8 +80,10 @@ async def explain(
                 needs.append(f"all scopes {list(rule.require_scopes)}")
             if rule.require_roles:
                 needs.append(f"any role of {sorted(rule.require_roles)}")
-            lines.append(f"3. rule: spec.rules[{rule.index}] (prefix {rule.path_prefix}) needs "
-                         f"{', '.join(needs) or 'a valid token'}")
+            lines.append(
+                f"3. rule: spec.rules[{rule.index}] (prefix {rule.path_prefix}) needs "
+                f"{', '.join(needs) or 'a valid token'}"
+            )
         try:
             present = bearer_token(request.authorization) is not None
         except TokenError:
@@ -95,12 +99,14 @@ async def explain(
                 pass
     service = AuthService(settings)
     try:
-        decision = await decide(snapshot if snapshot else snapshot, request, service.validator)
+        decision = await decide(snapshot, request, service.validator)
     finally:
         await service.stop()
     verdict = "ALLOW" if decision.allowed else "DENY"
-    lines.append(f"=> {verdict} {decision.status} reason={decision.reason}"
-                 + (f" ({decision.description})" if decision.description and not decision.allowed else ""))
+    lines.append(
+        f"=> {verdict} {decision.status} reason={decision.reason}"
+        + (f" ({decision.description})" if decision.description and not decision.allowed else "")
+    )
     if decision.dry_run_reason:
         lines.append(f"   DryRun: Enforce would deny ({decision.dry_run_reason})")
     if decision.www_authenticate:

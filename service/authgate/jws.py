@@ -159,7 +159,7 @@ def verification_key(jwk_dict: dict[str, Any]) -> VerificationKey | None:
     try:
         key = jwk.JWK(**jwk_dict)
         public_key = key.get_op_key("verify")
-    except Exception:  # noqa: BLE001 - jwcrypto raises many types for bad key material
+    except Exception:
         return None
     alg = jwk_dict.get("alg")
     if alg is not None and not isinstance(alg, str):

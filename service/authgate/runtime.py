@@ -66,15 +66,27 @@ class AuthService:
         if self.loaded:
             if snapshot.generation < current.generation:
                 raise StaleSnapshot(
-                    [PolicyIssue("<snapshot>", None, "generation",
-                                 f"{snapshot.generation} is older than the enforced {current.generation}")]
+                    [
+                        PolicyIssue(
+                            "<snapshot>",
+                            None,
+                            "generation",
+                            f"{snapshot.generation} is older than the enforced {current.generation}",
+                        )
+                    ]
                 )
             if snapshot.generation == current.generation:
                 if snapshot.version == current.version:
                     return False
                 raise StaleSnapshot(
-                    [PolicyIssue("<snapshot>", None, "generation",
-                                 f"generation {snapshot.generation} is enforced with other content")]
+                    [
+                        PolicyIssue(
+                            "<snapshot>",
+                            None,
+                            "generation",
+                            f"generation {snapshot.generation} is enforced with other content",
+                        )
+                    ]
                 )
         self.keys.sync(issuer.key_source for policy in snapshot.policies for issuer in policy.issuers)
         self.snapshot = snapshot  # the atomic swap

@@ -19,9 +19,7 @@ _PCT_RE = re.compile(r"%(..)?")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _FORBIDDEN_ENCODED = frozenset({0x2F, 0x5C})  # %2F and %5C would change segment boundaries
 # Characters a request path may hold raw (RFC 3986 pchar + "/"); anything else is refused.
-_PATH_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%"
-)
+_PATH_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
 
 
 class TargetError(ValueError):

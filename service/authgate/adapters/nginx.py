@@ -18,4 +18,6 @@ def parse(headers: dict[bytes, str], common: dict) -> CheckRequest:
         _, host, path = split_absolute_url(url)
     except TargetError as error:
         raise BadRequest(f"X-Original-URL: {error}") from None
-    return CheckRequest(host=host, path=path, method=method(headers.get(b"x-original-method"), "X-Original-Method"), **common)
+    return CheckRequest(
+        host=host, path=path, method=method(headers.get(b"x-original-method"), "X-Original-Method"), **common
+    )

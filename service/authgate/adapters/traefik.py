@@ -21,5 +21,8 @@ def parse(headers: dict[bytes, str], common: dict) -> CheckRequest:
     except TargetError as error:
         raise BadRequest(str(error)) from None
     return CheckRequest(
-        host=normalized_host, path=path, method=method(headers.get(b"x-forwarded-method"), "X-Forwarded-Method"), **common
+        host=normalized_host,
+        path=path,
+        method=method(headers.get(b"x-forwarded-method"), "X-Forwarded-Method"),
+        **common,
     )

@@ -189,8 +189,12 @@ def content_version(loaded: Loaded, accepted: list[PolicySource]) -> str:
     namespaces = {s.policy.metadata.namespace for s in accepted}
     content = {
         "policies": [
-            [s.policy.metadata.namespace, s.policy.metadata.name, s.policy.metadata.uid,
-             s.policy.spec.model_dump(mode="json", by_alias=True)]
+            [
+                s.policy.metadata.namespace,
+                s.policy.metadata.name,
+                s.policy.metadata.uid,
+                s.policy.spec.model_dump(mode="json", by_alias=True),
+            ]
             for s in accepted
         ],
         "secrets": sorted(
@@ -230,7 +234,9 @@ def compile_loaded(
     return CompileResult(build_snapshot(compiled, generation, version, document), accepted, issues)
 
 
-def compile_strict(loaded: Loaded, generation: int, settings: ValidationSettings, document: dict | None = None) -> Snapshot:
+def compile_strict(
+    loaded: Loaded, generation: int, settings: ValidationSettings, document: dict | None = None
+) -> Snapshot:
     """All or nothing: any issue raises PolicyError and nothing is returned."""
     result = compile_loaded(loaded, generation, settings, document)
     if result.issues:

@@ -132,7 +132,7 @@ class TokenExchange(_Spec):
     audience: NonEmpty | None = None
     resource: NonEmpty | None = None
     scopes: list[NonEmpty] = []
-    requested_token_type: NonEmpty = "urn:ietf:params:oauth:token-type:access_token"
+    requested_token_type: NonEmpty = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 
 class PolicySpec(_Spec):
@@ -165,7 +165,7 @@ class ObjectMeta(BaseModel):
 class OAuthPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    apiVersion: Literal["authgate.dev/v1alpha1"]  # noqa: N815 - Kubernetes field name
+    apiVersion: Literal["authgate.dev/v1alpha1"]
     kind: Literal["OAuthPolicy"]
     metadata: ObjectMeta
     spec: PolicySpec

@@ -83,8 +83,13 @@ class IdentityHeaderNames:
 
     @property
     def all(self) -> tuple[str, ...]:
-        return (self.subject, self.roles, self.scopes, self.issuer, self.client_id) + tuple(
-            header for _, header in self.claims
+        return (
+            self.subject,
+            self.roles,
+            self.scopes,
+            self.issuer,
+            self.client_id,
+            *(header for _, header in self.claims),
         )
 
 
@@ -118,9 +123,7 @@ class CompiledPolicy:
                 return entry
         return None
 
-    def match_rule(
-        self, path: str, method: str, mcp_method: str | None, mcp_name: str | None
-    ) -> CompiledRule | None:
+    def match_rule(self, path: str, method: str, mcp_method: str | None, mcp_name: str | None) -> CompiledRule | None:
         for rule in self.rules:
             if rule.matches(path, method, mcp_method, mcp_name):
                 return rule

@@ -308,7 +308,9 @@ def validate_policy(
         if cert_ref is not None:
             for key in ("tls.crt", "tls.key"):
                 if secrets.has(namespace, cert_ref.name) and secrets.get(namespace, cert_ref.name, key) is None:
-                    emit("spec.tokenExchange.clientCertificateSecretRef", f"Secret has no key {key!r}", "SecretNotFound")
+                    emit(
+                        "spec.tokenExchange.clientCertificateSecretRef", f"Secret has no key {key!r}", "SecretNotFound"
+                    )
             if not secrets.has(namespace, cert_ref.name):
                 emit(
                     "spec.tokenExchange.clientCertificateSecretRef",

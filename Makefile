@@ -1,0 +1,57 @@
+# authgate developer entry points. Every target sets up what it needs by itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test lint format bench tools system-packages idp clean
+
+help:
+	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
+	@echo "make test    - every test (unit, integration with real oidc-provider, nginx, Envoy)"
+	@echo "make lint    - ruff check and format check"
+	@echo "make bench   - benchmarks (wrk against the check port, token validation micro-benchmarks)"
+	@echo "make tools   - install the test tools (Debian nginx and wrk, npm oidc-provider)"
+
+$(PY_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(PY_STAMP)
+
+run: venv
+	$(BIN)/authgate demo
+
+$(IDP_STAMP): hack/idp/package.json hack/idp/package-lock.json
+	npm ci --prefix hack/idp --no-audit --no-fund --loglevel=error
+	@rm -f hack/idp/node_modules/.installed-*
+	@touch $@
+
+idp: $(IDP_STAMP)
+
+system-packages:
+	@hack/install-system-packages.sh
+
+tools: venv system-packages idp
+
+test: tools
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check service operator tests bench hack
+	$(BIN)/ruff format --check service operator tests bench hack
+
+format: venv
+	$(BIN)/ruff check --fix service operator tests bench hack
+	$(BIN)/ruff format service operator tests bench hack
+
+bench: tools
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) hack/idp/node_modules .pytest_cache .ruff_cache

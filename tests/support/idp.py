@@ -1,0 +1,320 @@
+"""The test identity provider: npm `oidc-provider` run by node from `hack/idp/`.
+
+A real, certified OpenID Provider, so authgate is tested against real discovery,
+JWKS, JWT access tokens (RFC 9068) in RS256, ES256 and EdDSA, PKCE and
+client_credentials. Login and consent are automated by `hack/idp/server.mjs`.
+
+A pytest fixture would use it like this:
+
+    @pytest.fixture(scope="session")
+    def idp(tmp_path_factory):
+        with OidcProvider(tmp_path_factory.mktemp("idp")) as provider:
+            yield provider
+
+    def test_x(idp):
+        token = idp.client_credentials_token(
+            SERVICE_CLIENT.client_id, SERVICE_CLIENT.client_secret,
+            resource=RESOURCES_BY_ALG["ES256"], scope="mcp:read")
+
+Over https: `OidcProvider(dir, ca=TestCA(dir / "pki"))` serves
+`https://localhost:<port>` with a certificate for localhost and 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+from tests.support.ports import free_port
+from tests.support.processes import LinePrefix, Process
+from tests.support.tls import TestCA
+
+IDP_DIR = Path(__file__).resolve().parents[2] / "hack" / "idp"
+INSTALL_HINT = "run `make tools` (or `npm ci --prefix hack/idp`)"
+
+# One resource server per signing algorithm; tokens for a resource carry it as `aud`.
+RESOURCES_BY_ALG: dict[str, str] = {
+    "RS256": "https://mcp.example.com/mcp",
+    "ES256": "https://es256.example.com/mcp",
+    "EdDSA": "https://eddsa.example.com/mcp",
+}
+RESOURCE_SCOPES = "mcp:read mcp:write"
+
+
+@dataclass(frozen=True)
+class Client:
+    """A registered client; `client_secret` None means a public client (PKCE only)."""
+
+    client_id: str
+    client_secret: str | None = None
+    redirect_uri: str | None = None
+
+
+# client_credentials clients; the admin one's tokens carry admin role claims.
+SERVICE_CLIENT = Client("service", "service-secret")
+ADMIN_SERVICE_CLIENT = Client("admin-service", "admin-service-secret")
+ADMIN_CLAIMS = {"realm_access": {"roles": ["admin"]}, "groups": ["mcp-admins"]}
+# authorization_code + PKCE clients.
+PUBLIC_CLIENT = Client("public-app", None, "http://127.0.0.1:8765/callback")
+CONFIDENTIAL_CLIENT = Client("web-app", "web-app-secret", "https://app.example.com/callback")
+
+DEFAULT_USER: dict[str, Any] = {
+    "sub": "alice",
+    "claims": {
+        "email": "alice@example.com",
+        "realm_access": {"roles": ["reader"]},
+        "groups": ["mcp-users"],
+    },
+}
+
+
+class IdpError(RuntimeError):
+    """The identity provider is not installed, or refused a request."""
+
+
+def default_clients() -> list[dict[str, Any]]:
+    """oidc-provider client metadata for the clients above; extend it for more."""
+    return [
+        {
+            "client_id": SERVICE_CLIENT.client_id,
+            "client_secret": SERVICE_CLIENT.client_secret,
+            "grant_types": ["client_credentials"],
+            "response_types": [],
+            "redirect_uris": [],
+        },
+        {
+            "client_id": ADMIN_SERVICE_CLIENT.client_id,
+            "client_secret": ADMIN_SERVICE_CLIENT.client_secret,
+            "grant_types": ["client_credentials"],
+            "response_types": [],
+            "redirect_uris": [],
+            "extra_token_claims": ADMIN_CLAIMS,
+        },
+        {
+            "client_id": PUBLIC_CLIENT.client_id,
+            "application_type": "native",  # loopback http redirect (RFC 8252)
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "redirect_uris": [PUBLIC_CLIENT.redirect_uri],
+        },
+        {
+            "client_id": CONFIDENTIAL_CLIENT.client_id,
+            "client_secret": CONFIDENTIAL_CLIENT.client_secret,
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "response_types": ["code"],
+            "redirect_uris": [CONFIDENTIAL_CLIENT.redirect_uri],
+        },
+    ]
+
+
+def default_resources() -> dict[str, dict[str, Any]]:
+    return {
+        resource: {"scope": RESOURCE_SCOPES, "alg": alg, "accessTokenTTL": 600}
+        for alg, resource in RESOURCES_BY_ALG.items()
+    }
+
+
+def install_problem(node: str = "node") -> str | None:
+    """Why the IdP cannot run here (node or node_modules missing), or None."""
+    if shutil.which(node) is None:
+        return f"`{node}` is not on PATH: install Node.js 20+"
+    if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
+        return f"{IDP_DIR}/node_modules is missing: {INSTALL_HINT}"
+    return None
+
+
+class OidcProvider:
+    """A running oidc-provider.
+
+    Constructor: `work_dir` (config, log, certificates), and optional `ca` (serve
+    https), `clients` (default `default_clients()`), `resources` (default
+    `default_resources()`), `user` (default `DEFAULT_USER`), `extra_token_claims`
+    (merged into every access token), `default_resource`, `jwks_path` (private
+    JWKS to sign with instead of fresh keys), `port`, `node`.
+
+    After `start()` (or `with`): `issuer`, `port`, `discovery`, `jwks_uri`,
+    `token_endpoint`, `authorization_endpoint`, `verify` (for httpx), `process`.
+    """
+
+    def __init__(
+        self,
+        work_dir: str | os.PathLike[str],
+        *,
+        ca: TestCA | None = None,
+        clients: Sequence[Mapping[str, Any]] | None = None,
+        resources: Mapping[str, Mapping[str, Any]] | None = None,
+        user: Mapping[str, Any] | None = None,
+        extra_token_claims: Mapping[str, Any] | None = None,
+        default_resource: str | None = None,
+        jwks_path: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        node: str = "node",
+    ) -> None:
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.ca = ca
+        self.port = port or free_port()
+        self.node = node
+        scheme_host = "https://localhost" if ca else "http://127.0.0.1"
+        self.issuer = f"{scheme_host}:{self.port}"
+        self.config: dict[str, Any] = {
+            "issuer": self.issuer,
+            "host": "127.0.0.1",
+            "port": self.port,
+            "clients": [dict(c) for c in (default_clients() if clients is None else clients)],
+            "resources": {k: dict(v) for k, v in (resources or default_resources()).items()},
+            "user": dict(user or DEFAULT_USER),
+            "extraTokenClaims": dict(extra_token_claims or {}),
+        }
+        if default_resource:
+            self.config["defaultResource"] = default_resource
+        if jwks_path:
+            self.config["jwksPath"] = os.fspath(jwks_path)
+        if ca:
+            server = ca.issue_server_cert("idp", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+            self.config["tls"] = {"cert": os.fspath(server.cert), "key": os.fspath(server.key)}
+        # What httpx needs to trust this IdP.
+        self.verify: ssl.SSLContext | bool = ca.ssl_context() if ca else True
+        self.config_path = self.work_dir / "idp-config.json"
+        self.process: Process | None = None
+        self.discovery: dict[str, Any] = {}
+
+    @property
+    def jwks_uri(self) -> str:
+        return self.discovery["jwks_uri"]
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.discovery["token_endpoint"]
+
+    @property
+    def authorization_endpoint(self) -> str:
+        return self.discovery["authorization_endpoint"]
+
+    def start(self, timeout: float = 30.0) -> OidcProvider:
+        problem = install_problem(self.node)
+        if problem:
+            raise IdpError(problem)
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        self.process = Process(
+            "oidc-provider",
+            [self.node, IDP_DIR / "server.mjs", self.config_path],
+            log_dir=self.work_dir,
+            cwd=IDP_DIR,
+        )
+        self.process.start(LinePrefix("READY "), timeout=timeout)
+        with self.http_client() as client:
+            response = client.get(f"{self.issuer}/.well-known/openid-configuration")
+            response.raise_for_status()
+            self.discovery = response.json()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def __enter__(self) -> OidcProvider:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def http_client(self, **kwargs: Any) -> httpx.Client:
+        """An httpx client that trusts this IdP; redirects are not followed and proxy
+        environment variables are ignored (everything is on loopback)."""
+        kwargs.setdefault("timeout", 10.0)
+        kwargs.setdefault("trust_env", False)
+        return httpx.Client(verify=self.verify, **kwargs)
+
+    def jwks(self) -> dict[str, Any]:
+        with self.http_client() as client:
+            response = client.get(self.jwks_uri)
+            response.raise_for_status()
+            return response.json()
+
+    def token_request(self, data: Mapping[str, str], *, client_id: str, client_secret: str | None) -> dict[str, Any]:
+        """POST to the token endpoint (client_secret_basic, or client_id in the body
+        for public clients); returns the JSON body, raises `IdpError` unless 200."""
+        auth = (client_id, client_secret) if client_secret is not None else None
+        form = dict(data) if auth else {**data, "client_id": client_id}
+        with self.http_client() as client:
+            response = client.post(self.token_endpoint, data=form, auth=auth)
+        if response.status_code != 200:
+            raise IdpError(f"token endpoint answered {response.status_code}: {response.text}")
+        return response.json()
+
+    def client_credentials_token(
+        self, client_id: str, client_secret: str, resource: str, scope: str | None = None
+    ) -> str:
+        """An access token (a JWT for the configured resources) for `resource`."""
+        data = {"grant_type": "client_credentials", "resource": resource}
+        if scope:
+            data["scope"] = scope
+        body = self.token_request(data, client_id=client_id, client_secret=client_secret)
+        return body["access_token"]
+
+    def authorization_code_flow(
+        self,
+        client: Client,
+        *,
+        resource: str,
+        scope: str = "openid mcp:read",
+        max_redirects: int = 10,
+    ) -> dict[str, Any]:
+        """Run authorization_code + PKCE (S256) through the automated login and
+        consent, following redirects by hand; returns the token response."""
+        assert client.redirect_uri, "an authorization_code client needs a redirect_uri"
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        state = secrets.token_urlsafe(16)
+        params = {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uri,
+            "scope": scope,
+            "resource": resource,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        with self.http_client(follow_redirects=False) as http:
+            response = http.get(self.authorization_endpoint, params=params)
+            for _ in range(max_redirects):
+                if not response.is_redirect:
+                    raise IdpError(
+                        f"authorization flow stopped at {response.request.url} with "
+                        f"{response.status_code}: {response.text[:500]}"
+                    )
+                location = urljoin(str(response.request.url), response.headers["location"])
+                if location.startswith(client.redirect_uri):
+                    break
+                response = http.get(location)
+            else:
+                raise IdpError(f"more than {max_redirects} redirects")
+        query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        if "error" in query:
+            raise IdpError(f"authorization failed: {query}")
+        if query.get("state") != state or query.get("iss") != self.issuer:
+            raise IdpError(f"unexpected authorization response: {query}")
+        return self.token_request(
+            {
+                "grant_type": "authorization_code",
+                "code": query["code"],
+                "redirect_uri": client.redirect_uri,
+                "code_verifier": verifier,
+            },
+            client_id=client.client_id,
+            client_secret=client.client_secret,
+        )
