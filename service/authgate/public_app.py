@@ -38,13 +38,16 @@ def create_public_app(service: AuthService) -> Starlette:
             protected_resource_metadata(policy), headers=_CORS | {"Cache-Control": "public, max-age=300"}
         )
 
-    async def not_found(request: Request) -> Response:
+    async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "not_found", "not found")
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return _error(405, "method_not_allowed", "method not allowed")
 
     return Starlette(
         routes=[
             Route(WELL_KNOWN, protected_resource, methods=["GET", "OPTIONS"]),
             Route(WELL_KNOWN + "/{rest:path}", protected_resource, methods=["GET", "OPTIONS"]),
         ],
-        exception_handlers={404: not_found},
+        exception_handlers={404: not_found, 405: method_not_allowed},
     )

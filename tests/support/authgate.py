@@ -24,15 +24,13 @@ class Authgate:
         policy: str | None = None,
         args: list[str] | None = None,
         name: str = "authgate",
-        admin_token: str = "test-admin-token-0123456789",
+        admin_token: str | None = "test-admin-token-0123456789",
     ) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.port, self.check_port = free_port(), free_port()
         self.admin_port, self.metrics_port = free_port(), free_port()
         self.admin_token = admin_token
-        token_file = self.log_dir / f"{name}-admin-token"
-        token_file.write_text(admin_token)
         command = [
             AUTHGATE,
             "serve",
@@ -46,9 +44,11 @@ class Authgate:
             str(self.admin_port),
             "--metrics-port",
             str(self.metrics_port),
-            "--admin-token-file",
-            str(token_file),
         ]
+        if admin_token is not None:
+            token_file = self.log_dir / f"{name}-admin-token"
+            token_file.write_text(admin_token)
+            command += ["--admin-token-file", str(token_file)]
         if policy is not None:
             policy_file = self.log_dir / f"{name}-policy.yaml"
             policy_file.write_text(policy)
