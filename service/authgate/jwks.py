@@ -236,6 +236,10 @@ class KeyStore:
     def states(self) -> list[dict]:
         return [keys.state() for keys in self._sets.values()]
 
+    def state_of(self, source: tuple[str, str | None]) -> dict:
+        keys = self._sets.get(source)
+        return keys.state() if keys is not None else {"issuer": source[0], "jwksUri": source[1], "keys": 0}
+
     def _refresh_due(self) -> None:
         for keys in list(self._sets.values()):
             if keys.refresh_due():

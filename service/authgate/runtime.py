@@ -138,7 +138,6 @@ class AuthService:
     def status(self) -> dict:
         """What the admin API reports: versions and per-policy, per-issuer state; never secrets."""
         snapshot = self.snapshot
-        keys = {(s["issuer"]): s for s in self.keys.states()}
         return {
             "ready": self.loaded,
             "generation": snapshot.generation,
@@ -151,7 +150,7 @@ class AuthService:
                     "hosts": list(policy.hosts),
                     "pathPrefixes": list(policy.path_prefixes),
                     "mode": "DryRun" if policy.dry_run else "Enforce",
-                    "issuers": [keys.get(issuer.issuer, {"issuer": issuer.issuer}) for issuer in policy.issuers],
+                    "issuers": [self.keys.state_of(issuer.key_source) for issuer in policy.issuers],
                 }
                 for policy in snapshot.policies
             ],

@@ -14,7 +14,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tests.conftest import LOCAL_EGRESS, assert_no_token_in
 from tests.support.authgate import AUTHGATE, Authgate
 
