@@ -101,6 +101,7 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
     from prometheus_client import make_asgi_app
 
     from authgate.adapters.check_app import CheckApp
+    from authgate.adapters.envoy_grpc import GrpcServer
     from authgate.admin import AdminAuth, create_admin_app
     from authgate.public_app import create_public_app
     from authgate.server import Listener, serve
@@ -120,7 +121,17 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
         Listener("metrics", make_asgi_app(), args.address, args.metrics_port),
         *extra_listeners,
     ]
-    await serve(listeners, on_start=service.start, on_stop=service.stop)
+    grpc_server = GrpcServer(service, args.address, args.grpc_port)
+
+    async def start() -> None:
+        await service.start()
+        await grpc_server.start()
+
+    async def stop() -> None:
+        await grpc_server.stop()
+        await service.stop()
+
+    await serve(listeners, on_start=start, on_stop=stop)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -216,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--address", default="0.0.0.0", help="address every port binds to")
     serve.add_argument("--port", type=int, default=8080, help="public port (discovery documents)")
     serve.add_argument("--check-port", type=int, default=8082, help="ext-authz port (gateways only)")
+    serve.add_argument("--grpc-port", type=int, default=9001, help="Envoy ext_authz gRPC port (gateways only)")
     serve.add_argument("--admin-port", type=int, default=8081)
     serve.add_argument("--metrics-port", type=int, default=9090)
     serve.add_argument("--admin-token-file", metavar="F", help="bearer secret that authenticates the admin API")
@@ -227,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--address", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--check-port", type=int, default=8082)
+    demo.add_argument("--grpc-port", type=int, default=9001)
     demo.add_argument("--admin-port", type=int, default=8081)
     demo.add_argument("--metrics-port", type=int, default=9090)
     demo.add_argument("--issuer-port", type=int, default=9400)

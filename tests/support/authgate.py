@@ -30,6 +30,7 @@ class Authgate:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.port, self.check_port = free_port(), free_port()
         self.admin_port, self.metrics_port = free_port(), free_port()
+        self.grpc_port = free_port()
         self.admin_token = admin_token
         command = [
             AUTHGATE,
@@ -44,6 +45,8 @@ class Authgate:
             str(self.admin_port),
             "--metrics-port",
             str(self.metrics_port),
+            "--grpc-port",
+            str(self.grpc_port),
         ]
         if admin_token is not None:
             token_file = self.log_dir / f"{name}-admin-token"

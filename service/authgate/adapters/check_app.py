@@ -13,6 +13,7 @@ import logging
 from authgate import metrics
 from authgate.adapters import envoy_http, nginx, traefik
 from authgate.adapters.headers import BadRequest, collect, request_id
+from authgate.adapters.render import render
 from authgate.decision import Decision, bad_request, internal_error
 from authgate.request import CheckRequest
 from authgate.runtime import AuthService
@@ -25,7 +26,7 @@ _COMMON = frozenset(
 _NGINX = _COMMON | nginx.WANTED
 _TRAEFIK = _COMMON | traefik.WANTED
 _ENVOY = _COMMON | envoy_http.WANTED
-_JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+_NOT_FOUND = [(b"content-type", b"application/json")]
 
 
 def _common(headers: dict[bytes, str]) -> dict:
@@ -39,18 +40,15 @@ def _common(headers: dict[bytes, str]) -> dict:
     }
 
 
-def render(decision: Decision, dialect: str, rid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    headers: list[tuple[bytes, bytes]] = [(b"x-request-id", rid.encode())]
-    if decision.allowed:
-        headers.extend((name.encode(), value.encode()) for name, value in decision.upstream_headers)
-        if dialect == "envoy" and decision.remove_headers:
-            # Envoy applies this list to the upstream request (client-sent copies go).
-            headers.append((b"x-envoy-auth-headers-to-remove", ",".join(decision.remove_headers).encode()))
-        return 200, headers, b""
-    headers.extend(_JSON_HEADERS)
-    if decision.www_authenticate:
-        headers.append((b"www-authenticate", decision.www_authenticate.encode()))
-    return decision.status, headers, decision.body()
+def http_answer(decision: Decision, dialect: str, rid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    rendered = render(decision)
+    headers = [(b"x-request-id", rid.encode())]
+    headers.extend((name.encode(), value.encode()) for name, value in rendered.headers)
+    if dialect == "envoy" and rendered.remove_headers:
+        # Envoy strips these from the upstream request after setting the allowed ones,
+        # so the list holds only identity headers authgate did not set.
+        headers.append((b"x-envoy-auth-headers-to-remove", ",".join(rendered.remove_headers).encode()))
+    return rendered.status, headers, rendered.body
 
 
 class CheckApp:
@@ -72,7 +70,7 @@ class CheckApp:
         elif raw_path == envoy_http.PREFIX or raw_path.startswith(envoy_http.PREFIX + b"/"):
             dialect, wanted = "envoy", _ENVOY
         else:
-            await _send(send, 404, list(_JSON_HEADERS), b'{"error":"not_found"}')
+            await _send(send, 404, list(_NOT_FOUND), b'{"error":"not_found"}')
             return
         rid = ""
         try:
@@ -89,7 +87,7 @@ class CheckApp:
             decision = internal_error()
         else:
             decision = await self.service.check(request, dialect)
-        status, response_headers, body = render(decision, dialect, rid or "-")
+        status, response_headers, body = http_answer(decision, dialect, rid or "-")
         await _send(send, status, response_headers, body)
 
     @staticmethod

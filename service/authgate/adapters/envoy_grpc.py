@@ -1,0 +1,153 @@
+"""Envoy `ext_authz` over gRPC: `envoy.service.auth.v3.Authorization/Check`.
+
+The original request is `attributes.request.http` (method, host, path with query,
+scheme, headers); `context_extensions["policy"] = "<namespace>/<name>"` names the
+policy for gateways that cannot route by host, and wins over the host. The Decision
+is rendered once (adapters.render) and wrapped in OkHttpResponse or DeniedHttpResponse.
+Types come from PyPI `xds-protos`; the server is grpc.aio on the service's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import replace
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.type.v3 import http_status_pb2
+from google.rpc import code_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from authgate import metrics
+from authgate.adapters.headers import MAX_HEADER_VALUE, BadRequest, method
+from authgate.adapters.render import render
+from authgate.decision import Decision, bad_request, internal_error
+from authgate.request import CheckRequest
+from authgate.runtime import AuthService
+from authgate.target import TargetError, normalize_host, normalize_path
+
+log = logging.getLogger("authgate.grpc")
+SERVICE_NAME = "envoy.service.auth.v3.Authorization"
+_POLICY_REF = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_GRPC_CODE = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED, 400: code_pb2.INVALID_ARGUMENT}
+
+
+def _headers(http) -> dict[str, str]:
+    """Envoy sends `headers` (duplicates joined with ",") or, when configured, `header_map`."""
+    if http.headers:
+        items = http.headers.items()
+    else:
+        items = ((h.key, h.raw_value.decode("latin-1") if h.raw_value else h.value) for h in http.header_map.headers)
+    found: dict[str, str] = {}
+    for name, value in items:
+        if len(value) > MAX_HEADER_VALUE:
+            raise BadRequest(f"{name} header too large")
+        found[name.lower()] = value
+    return found
+
+
+def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:
+    http = request.attributes.request.http
+    headers = _headers(http)
+    scheme = http.scheme.lower() if http.scheme.lower() in ("http", "https") else None
+    policy_ref = request.attributes.context_extensions.get("policy")
+    if policy_ref is not None and not _POLICY_REF.match(policy_ref):
+        raise BadRequest("context_extensions.policy must be <namespace>/<name>")
+    try:
+        host = normalize_host(http.host, scheme)
+        path = normalize_path(http.path)
+    except TargetError as error:
+        raise BadRequest(str(error)) from None
+    rid = http.id if _REQUEST_ID.match(http.id or "") else headers.get("x-request-id", "")
+    return CheckRequest(
+        host=host,
+        path=path,
+        method=method(http.method, "method"),
+        authorization=headers.get("authorization"),
+        mcp_method=headers.get("mcp-method"),
+        mcp_name=headers.get("mcp-name"),
+        origin=headers.get("origin"),
+        access_control_request_method=headers.get("access-control-request-method"),
+        request_id=rid if _REQUEST_ID.match(rid) else "",
+        policy_ref=policy_ref,
+    )
+
+
+def _header_options(headers: tuple[tuple[str, str], ...]) -> list[base_pb2.HeaderValueOption]:
+    return [
+        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE)
+        for name, value in headers
+    ]
+
+
+def check_response(decision: Decision) -> external_auth_pb2.CheckResponse:
+    rendered = render(decision)
+    if decision.allowed:
+        return external_auth_pb2.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.OK),
+            ok_response=external_auth_pb2.OkHttpResponse(
+                headers=_header_options(rendered.headers),
+                headers_to_remove=list(rendered.remove_headers),
+            ),
+        )
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=_GRPC_CODE.get(rendered.status, code_pb2.UNAVAILABLE)),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=rendered.status),
+            headers=_header_options(rendered.headers),
+            body=rendered.body.decode(),
+        ),
+    )
+
+
+class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
+    def __init__(self, service: AuthService) -> None:
+        self.service = service
+
+    async def Check(self, request, context) -> external_auth_pb2.CheckResponse:  # noqa: N802 - gRPC method name
+        try:
+            check_request = parse(request)
+        except BadRequest as error:
+            decision = bad_request(str(error))
+            self.service.record(CheckRequest("", "", "", request_id="-"), decision, "envoy-grpc", 0.0)
+        except Exception:  # never an allow, never a trace to the caller
+            metrics.ERRORS.labels(where="grpc-parse").inc()
+            log.exception("gRPC check request parsing failed")
+            decision = internal_error()
+        else:
+            if not check_request.request_id:
+                check_request = _with_request_id(check_request)
+            decision = await self.service.check(check_request, "envoy-grpc")
+        return check_response(decision)
+
+
+def _with_request_id(request: CheckRequest) -> CheckRequest:
+    return replace(request, request_id=secrets.token_hex(8))
+
+
+class GrpcServer:
+    """The gRPC port: ext_authz Check plus gRPC health (`grpc.health.v1`) for Envoy's health checks."""
+
+    def __init__(self, service: AuthService, address: str, port: int) -> None:
+        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 1024 * 1024)])
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(service), self.server)
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        bind = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        if self.server.add_insecure_port(bind) == 0:
+            raise OSError(f"cannot bind the gRPC port {bind}")
+
+    async def start(self) -> None:
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace=5)
