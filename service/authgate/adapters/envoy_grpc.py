@@ -110,7 +110,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, service: AuthService) -> None:
         self.service = service
 
-    async def Check(self, request, context) -> external_auth_pb2.CheckResponse:  # noqa: N802 - gRPC method name
+    async def Check(self, request, context) -> external_auth_pb2.CheckResponse:
         try:
             check_request = parse(request)
         except BadRequest as error:
