@@ -10,7 +10,6 @@ import pytest
 import yaml
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from tests.conftest import LOCAL_EGRESS, assert_no_token_in
 from tests.support.authgate import Authgate
 
