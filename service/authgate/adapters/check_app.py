@@ -12,7 +12,7 @@ import logging
 
 from authgate import metrics
 from authgate.adapters import envoy_http, nginx, traefik
-from authgate.adapters.headers import BadRequest, collect, request_id
+from authgate.adapters.headers import BadRequest, collect, mcp_value, request_id
 from authgate.adapters.render import render
 from authgate.decision import Decision, bad_request, internal_error
 from authgate.request import CheckRequest
@@ -32,8 +32,8 @@ _NOT_FOUND = [(b"content-type", b"application/json")]
 def _common(headers: dict[bytes, str]) -> dict:
     return {
         "authorization": headers.get(b"authorization"),
-        "mcp_method": headers.get(b"mcp-method"),
-        "mcp_name": headers.get(b"mcp-name"),
+        "mcp_method": mcp_value(headers.get(b"mcp-method"), "Mcp-Method"),
+        "mcp_name": mcp_value(headers.get(b"mcp-name"), "Mcp-Name"),
         "origin": headers.get(b"origin"),
         "access_control_request_method": headers.get(b"access-control-request-method"),
         "request_id": request_id(headers),

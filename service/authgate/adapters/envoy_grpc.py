@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from authgate import metrics
-from authgate.adapters.headers import MAX_HEADER_VALUE, BadRequest, method
+from authgate.adapters.headers import MAX_HEADER_VALUE, BadRequest, mcp_value, method
 from authgate.adapters.render import render
 from authgate.decision import Decision, bad_request, internal_error
 from authgate.request import CheckRequest
@@ -70,8 +70,8 @@ def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:
         path=path,
         method=method(http.method, "method"),
         authorization=headers.get("authorization"),
-        mcp_method=headers.get("mcp-method"),
-        mcp_name=headers.get("mcp-name"),
+        mcp_method=mcp_value(headers.get("mcp-method"), "Mcp-Method"),
+        mcp_name=mcp_value(headers.get("mcp-name"), "Mcp-Name"),
         origin=headers.get("origin"),
         access_control_request_method=headers.get("access-control-request-method"),
         request_id=rid if _REQUEST_ID.match(rid) else "",

@@ -46,6 +46,14 @@ def collect(raw_headers: list[tuple[bytes, bytes]], wanted: frozenset[bytes]) ->
     return found
 
 
+def mcp_value(value: str | None, header: str) -> str | None:
+    """An MCP routing header (Mcp-Method, Mcp-Name) must be one value. Proxies join repeated
+    headers with "," (Envoy does), which would let `search,admin_reset` slip past a rule."""
+    if value is not None and ("," in value or not value.strip()):
+        raise BadRequest(f"{header} must be a single value")
+    return value
+
+
 def request_id(headers: dict[bytes, str]) -> str:
     candidate = headers.get(b"x-request-id")
     if candidate is not None and _REQUEST_ID.match(candidate):
