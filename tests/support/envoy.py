@@ -81,19 +81,27 @@ def render_config(
     *,
     listen_port: int,
     admin_port: int,
-    check_port: int,
     public_port: int,
     app_port: int,
+    check_port: int | None = None,
+    grpc_port: int | None = None,
 ) -> str:
-    """The example's text with its fixed ports replaced (see the module docstring)."""
+    """The example's text with its fixed ports replaced (see the module docstring).
+
+    The HTTP example talks to the check port (8082), the gRPC one to the gRPC port
+    (9001): pass the one the example uses; every port passed must appear in it.
+    """
     replacements = {
         "port_value: 10000": f"port_value: {listen_port}",
         "port_value: 9901": f"port_value: {admin_port}",
-        "port_value: 8082": f"port_value: {check_port}",
-        "127.0.0.1:8082": f"127.0.0.1:{check_port}",
         "port_value: 8080": f"port_value: {public_port}",
         "port_value: 9000": f"port_value: {app_port}",
     }
+    if check_port is not None:
+        replacements["port_value: 8082"] = f"port_value: {check_port}"
+        replacements["127.0.0.1:8082"] = f"127.0.0.1:{check_port}"
+    if grpc_port is not None:
+        replacements["port_value: 9001"] = f"port_value: {grpc_port}"
     missing = [token for token in replacements if token not in template]
     if missing:
         raise ValueError(f"Envoy example lacks the port(s) the tests replace: {missing}")
@@ -115,9 +123,10 @@ class Envoy:
         self,
         work_dir: str | os.PathLike[str],
         *,
-        check_port: int,
         public_port: int,
         app_port: int,
+        check_port: int | None = None,
+        grpc_port: int | None = None,
         listen_port: int | None = None,
         admin_port: int | None = None,
         config_path: str | os.PathLike[str] = EXAMPLE_CONFIG,
@@ -140,6 +149,7 @@ class Envoy:
                 listen_port=self.listen_port,
                 admin_port=self.admin_port,
                 check_port=check_port,
+                grpc_port=grpc_port,
                 public_port=public_port,
                 app_port=app_port,
             )

@@ -64,7 +64,7 @@ def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:
         path = normalize_path(http.path)
     except TargetError as error:
         raise BadRequest(str(error)) from None
-    rid = http.id if _REQUEST_ID.match(http.id or "") else headers.get("x-request-id", "")
+    rid = headers.get("x-request-id") or http.id  # the x-request-id Envoy logs, else its stream id
     return CheckRequest(
         host=host,
         path=path,
@@ -86,7 +86,7 @@ def _header_options(headers: tuple[tuple[str, str], ...]) -> list[base_pb2.Heade
     ]
 
 
-def check_response(decision: Decision) -> external_auth_pb2.CheckResponse:
+def check_response(decision: Decision, request_id: str = "") -> external_auth_pb2.CheckResponse:
     rendered = render(decision)
     if decision.allowed:
         return external_auth_pb2.CheckResponse(
@@ -100,7 +100,9 @@ def check_response(decision: Decision) -> external_auth_pb2.CheckResponse:
         status=status_pb2.Status(code=_GRPC_CODE.get(rendered.status, code_pb2.UNAVAILABLE)),
         denied_response=external_auth_pb2.DeniedHttpResponse(
             status=http_status_pb2.HttpStatus(code=rendered.status),
-            headers=_header_options(rendered.headers),
+            headers=_header_options(
+                (*rendered.headers, ("x-request-id", request_id)) if request_id else rendered.headers
+            ),
             body=rendered.body.decode(),
         ),
     )
@@ -111,6 +113,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         self.service = service
 
     async def Check(self, request, context) -> external_auth_pb2.CheckResponse:
+        check_request = None
         try:
             check_request = parse(request)
         except BadRequest as error:
@@ -124,7 +127,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
             if not check_request.request_id:
                 check_request = _with_request_id(check_request)
             decision = await self.service.check(check_request, "envoy-grpc")
-        return check_response(decision)
+        return check_response(decision, check_request.request_id if check_request else "")
 
 
 def _with_request_id(request: CheckRequest) -> CheckRequest:
