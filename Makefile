@@ -6,14 +6,15 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format bench tools system-packages idp clean
+.PHONY: help venv run test lint format bench tools system-packages idp go-tools schemas clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
 	@echo "make test    - every test (unit, integration with real oidc-provider, nginx, Envoy)"
 	@echo "make lint    - ruff check and format check"
 	@echo "make bench   - benchmarks (wrk against the check port, token validation micro-benchmarks)"
-	@echo "make tools   - install the test tools (Debian nginx and wrk, npm oidc-provider)"
+	@echo "make tools   - install the test tools: Debian nginx and wrk, npm oidc-provider, and the Go-built"
+	@echo "               kube-apiserver, etcd, kubectl, helm, kubeconform, traefik (cached by version)"
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +38,15 @@ idp: $(IDP_STAMP)
 system-packages:
 	@hack/install-system-packages.sh
 
-tools: venv system-packages idp
+# Go-built tools, once per version, into a cache outside the repository (hack/tools/versions.env).
+go-tools:
+	hack/tools/build.sh
+
+# Offline kubeconform schemas: built-in kinds and the gateway projects' CRDs.
+schemas: venv go-tools
+	PYTHON=$(BIN)/python hack/schemas/build.sh
+
+tools: venv system-packages idp go-tools schemas
 
 test: tools
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -11,8 +11,10 @@ example's fixed addresses in one pass and fails if one is missing:
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
+import httpx
 from tests.support.ports import free_port
 from tests.support.processes import HttpUrl, Process
 
@@ -66,6 +68,13 @@ class Traefik:
 
     def start(self, timeout: float = 30.0) -> Traefik:
         self.process.start(HttpUrl(f"http://127.0.0.1:{self.ping_port}/ping", frozenset({200})), timeout=timeout)
+        # /ping answers before the file provider's routers are in place: wait until the
+        # example's host is routed (any answer but Traefik's own 404 for "no router").
+        deadline = time.monotonic() + timeout
+        while httpx.get(self.url, headers={"Host": self.host}, timeout=5).status_code == 404:
+            if time.monotonic() > deadline:
+                raise RuntimeError("Traefik never loaded the example's routers\n" + self.process.log_tail())
+            time.sleep(0.05)
         return self
 
     def stop(self) -> None:

@@ -1,0 +1,225 @@
+"""authgate behind Traefik v3 ForwardAuth: the example configs, end to end.
+
+A client (httpx) talks to Traefik (built from Go modules by `make tools`) running
+`examples/traefik/traefik.yml` + `dynamic.yml` (tests/support/traefik.py only moves their
+ports), which asks a real `authgate serve` on `/ext-authz/traefik` and routes to an echo
+app that shows which headers reached it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests import conftest
+from tests.conftest import LOCAL_EGRESS, assert_no_token_in
+from tests.support.authgate import Authgate
+from tests.support.edge import (
+    ADMIN_TOOL,
+    HOST,
+    IDENTITY_HEADERS,
+    INSUFFICIENT_SCOPE_CHALLENGE,
+    NO_TOKEN_CHALLENGE,
+    OUTAGE_RESOURCE,
+    RESOURCE,
+    forged_identity_headers,
+    policies,
+    values,
+)
+from tests.support.jwks_server import JwksServer
+from tests.support.tools import require_built
+from tests.support.traefik import Traefik
+from tests.support.upstream import EchoUpstream
+
+pytestmark = pytest.mark.integration
+_request_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def down_issuer() -> Iterator[JwksServer]:
+    with JwksServer([]) as server:
+        server.mode = "down"
+        yield server
+
+
+@pytest.fixture(scope="module")
+def authgate(issuer: JwksServer, down_issuer: JwksServer, tmp_path_factory) -> Iterator[Authgate]:
+    instance = Authgate(
+        tmp_path_factory.mktemp("authgate-traefik"), policies(issuer.issuer, down_issuer.issuer), list(LOCAL_EGRESS)
+    ).start()
+    yield instance
+    instance.stop()
+    assert conftest.MINTED_TOKENS, "no token was minted: the leak check would check nothing"
+    assert_no_token_in(instance.log(), str(instance.process.log_path))
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[EchoUpstream]:
+    with EchoUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def traefik(authgate: Authgate, app: EchoUpstream, tmp_path_factory) -> Iterator[Traefik]:
+    binary = require_built("traefik")
+    proxy = Traefik(
+        Path(tmp_path_factory.mktemp("traefik")),
+        binary=binary,
+        check_port=authgate.check_port,
+        public_port=authgate.port,
+        app_port=app.port,
+    )
+    with proxy:
+        yield proxy
+
+
+class Edge:
+    def __init__(self, proxy: Traefik, app: EchoUpstream, authgate: Authgate) -> None:
+        self.proxy, self.app, self.authgate = proxy, app, authgate
+        self.seen = len(app.requests)
+        self.request_id = ""
+
+    def request(
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        token: str | None = None,
+        headers=(),
+        host: str = HOST,
+        raw_target: str | None = None,
+    ) -> httpx.Response:
+        self.request_id = f"traefik-test-{next(_request_ids)}"
+        sent = [("Host", host), ("X-Request-Id", self.request_id)]
+        if token is not None:
+            sent.append(("Authorization", f"Bearer {token}"))
+        sent.extend(headers)
+        extensions = {"target": raw_target.encode()} if raw_target is not None else None
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            return client.request(method, f"{self.proxy.url}{path}", headers=sent, extensions=extensions)
+
+    def new_app_requests(self) -> list[dict]:
+        return self.app.requests[self.seen :]
+
+    def reached_app(self) -> dict:
+        new = self.new_app_requests()
+        assert len(new) == 1, f"expected exactly one request at the app, got {len(new)}"
+        return new[0]
+
+    def decision(self) -> dict:
+        found = [d for d in self.authgate.decisions() if d.get("request_id") == self.request_id]
+        assert len(found) == 1, f"expected one decision for {self.request_id}, got {found}"
+        return found[0]
+
+
+@pytest.fixture
+def edge(traefik: Traefik, app: EchoUpstream, authgate: Authgate) -> Edge:
+    return Edge(traefik, app, authgate)
+
+
+def test_reader_reaches_the_app_with_its_identity(edge: Edge, mint: Callable[..., str], issuer: JwksServer) -> None:
+    token = mint(audience=RESOURCE, scope="mcp:read", subject="alice", client_id="inspector")
+    response = edge.request("/mcp/tools?cursor=2", token=token)
+    assert response.status_code == 200
+    echoed = edge.reached_app()
+    assert (echoed["path"], echoed["query"]) == ("/mcp/tools", "cursor=2")
+    for name, expected in {
+        "x-auth-subject": "alice",
+        "x-auth-roles": "reader",
+        "x-auth-scopes": "mcp:read",
+        "x-auth-issuer": issuer.issuer,
+        "x-auth-client-id": "inspector",
+    }.items():
+        assert values(echoed, name) == [expected], name
+    decision = edge.decision()
+    assert (decision["dialect"], decision["path"], decision["reason"]) == ("traefik", "/mcp/tools", "allowed")
+
+
+def test_forged_identity_headers_are_overwritten_or_removed(edge: Edge, mint: Callable[..., str]) -> None:
+    token = mint(audience=RESOURCE, scope="mcp:read", subject="alice", client_id=None)
+    assert edge.request("/mcp", token=token, headers=forged_identity_headers()).status_code == 200
+    echoed = edge.reached_app()
+    assert values(echoed, "x-auth-subject") == ["alice"]
+    assert values(echoed, "x-auth-client-id") == []  # authgate set none: Traefik deleted the client's
+
+
+def test_forged_identity_headers_are_removed_on_the_anonymous_route(edge: Edge) -> None:
+    assert edge.request("/mcp/health", headers=forged_identity_headers()).status_code == 200
+    echoed = edge.reached_app()
+    for name in IDENTITY_HEADERS:
+        assert values(echoed, name) == [], name
+    assert edge.decision()["reason"] == "anonymous"
+
+
+def test_no_token_is_challenged_with_the_resource_metadata(edge: Edge) -> None:
+    response = edge.request("/mcp")
+    assert response.status_code == 401
+    assert response.headers.get_list("www-authenticate") == [NO_TOKEN_CHALLENGE]
+    assert response.json()["error"] == "unauthorized"
+    assert edge.new_app_requests() == []
+
+
+def test_expired_token_is_invalid_token(edge: Edge, mint: Callable[..., str]) -> None:
+    response = edge.request("/mcp", token=mint(audience=RESOURCE, scope="mcp:read", ttl=-600))
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_token_without_the_read_scope_gets_a_step_up_challenge(edge: Edge, mint: Callable[..., str]) -> None:
+    response = edge.request("/mcp", token=mint(audience=RESOURCE, scope="openid"))
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"] == INSUFFICIENT_SCOPE_CHALLENGE
+    assert edge.new_app_requests() == []
+
+
+def test_admin_tool_without_the_admin_role_is_access_denied(edge: Edge, mint: Callable[..., str]) -> None:
+    response = edge.request(
+        "/mcp", method="POST", token=mint(audience=RESOURCE, scope="mcp:read"), headers=list(ADMIN_TOOL.items())
+    )
+    assert response.status_code == 403
+    assert "www-authenticate" not in response.headers
+    assert response.json()["error"] == "access_denied"
+
+
+def test_unavailable_issuer_keys_are_a_503_not_a_login(edge: Edge, mint: Callable[..., str], down_issuer) -> None:
+    token = mint(audience=OUTAGE_RESOURCE, scope="mcp:read", iss=down_issuer.issuer)
+    response = edge.request("/outage/x", token=token)
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert edge.new_app_requests() == []
+
+
+@pytest.mark.parametrize("raw_target", ["/mcp/health/../admin", "/mcp/health/%2e%2e/admin", "/mcp/health/%2E%2E/x"])
+def test_dot_segments_do_not_escape_into_the_anonymous_route(edge: Edge, raw_target: str) -> None:
+    response = edge.request("/", raw_target=raw_target)
+    assert response.status_code in (400, 401)
+    assert edge.new_app_requests() == []
+
+
+@pytest.mark.parametrize("raw_target", ["/mcp%2Fhealth", "/mcp/health%2F..%2Fadmin", "/mcp%5Cx"])
+def test_encoded_separators_never_reach_the_app(edge: Edge, mint: Callable[..., str], raw_target: str) -> None:
+    response = edge.request("/", raw_target=raw_target, token=mint(audience=RESOURCE, scope="mcp:read"))
+    assert response.status_code == 400
+    assert edge.new_app_requests() == []
+
+
+def test_a_longer_name_is_not_under_the_mcp_prefix(edge: Edge, mint: Callable[..., str]) -> None:
+    response = edge.request("/mcpx", token=mint(audience=RESOURCE, scope="mcp:read"))
+    assert response.status_code == 403
+    assert edge.decision()["reason"] == "no_policy"
+
+
+def test_protected_resource_metadata_is_public(edge: Edge) -> None:
+    response = edge.request("/.well-known/oauth-protected-resource/mcp")
+    assert response.status_code == 200
+    assert response.json()["resource"] == RESOURCE
+    assert edge.new_app_requests() == []
+
+
+def test_unknown_host_never_reaches_the_app(edge: Edge, mint: Callable[..., str]) -> None:
+    response = edge.request("/mcp", host="evil.example.com", token=mint(audience=RESOURCE, scope="mcp:read"))
+    assert response.status_code == 404
+    assert edge.new_app_requests() == []
