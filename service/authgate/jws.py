@@ -27,7 +27,17 @@ MAX_TOKEN_BYTES = 16 * 1024
 MIN_RSA_BITS = 2048
 
 _HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
-_EC_CURVES = {"ES256": ("P-256", 32), "ES384": ("P-384", 48), "ES512": ("P-521", 66)}
+_EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
+# Padding and signature-algorithm objects, built once: constructing them per token costs
+# about as much as an RS256 verification.
+_RSA_PADDING = {
+    **{f"RS{bits}": (padding.PKCS1v15(), hash_()) for bits, hash_ in _HASHES.items()},
+    **{
+        f"PS{bits}": (padding.PSS(mgf=padding.MGF1(hash_()), salt_length=hash_.digest_size), hash_())
+        for bits, hash_ in _HASHES.items()
+    },
+}
+_ECDSA = {f"ES{bits}": ec.ECDSA(hash_()) for bits, hash_ in _HASHES.items()}
 
 
 def b64url_decode(segment: str) -> bytes:
@@ -105,24 +115,16 @@ class VerificationKey:
     def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
         key = self.public_key
         try:
-            family, bits = alg[:2], alg[2:]
-            if family == "RS":
-                key.verify(signature, signing_input, padding.PKCS1v15(), _HASHES[bits]())
-            elif family == "PS":
-                digest = _HASHES[bits]()
-                key.verify(
-                    signature,
-                    signing_input,
-                    padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size),
-                    digest,
-                )
-            elif family == "ES":
-                size = _EC_CURVES[alg][1]
+            if alg in _RSA_PADDING:
+                pad, digest = _RSA_PADDING[alg]
+                key.verify(signature, signing_input, pad, digest)
+            elif alg in _ECDSA:
+                size = _EC_SIZES[alg]
                 if len(signature) != 2 * size:
                     return False
                 r = int.from_bytes(signature[:size], "big")
                 s = int.from_bytes(signature[size:], "big")
-                key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(_HASHES[bits]()))
+                key.verify(encode_dss_signature(r, s), signing_input, _ECDSA[alg])
             elif alg == "EdDSA":
                 key.verify(signature, signing_input)
             else:

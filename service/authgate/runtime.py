@@ -15,13 +15,14 @@ from authgate.decision import Decision, internal_error
 from authgate.egress import EgressClient, EgressPolicy
 from authgate.errors import PolicyError, PolicyIssue
 from authgate.jwks import JwksSettings, KeyStore
+from authgate.logs import DecisionLog
 from authgate.pipeline import decide
 from authgate.policy import EMPTY_SNAPSHOT, Snapshot, ValidationSettings
 from authgate.request import CheckRequest
 from authgate.tokens import TokenValidator
 from authgate.verified_tokens import VerifiedTokenCache
 
-decision_log = logging.getLogger("authgate.decision")
+decision_log = DecisionLog()
 log = logging.getLogger("authgate")
 
 
@@ -114,9 +115,8 @@ class AuthService:
         metrics.CHECKS.labels(dialect, "allow" if decision.allowed else "deny", decision.reason).inc()
         metrics.CHECK_LATENCY.observe(elapsed)
         token = decision.token
-        decision_log.info(
-            "decision",
-            extra={
+        decision_log.write(
+            {
                 "request_id": request.request_id,
                 "dialect": dialect,
                 "policy": decision.policy.ref if decision.policy else None,

@@ -71,7 +71,9 @@ def check_claims(claims: dict[str, Any], entry: CompiledIssuer, now: float) -> f
         raise TokenError("token issued in the future")
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if not any(isinstance(a, str) and normalize_audience(a) in entry.audiences for a in audiences):
+    if not any(
+        isinstance(a, str) and (a in entry.audiences or normalize_audience(a) in entry.audiences) for a in audiences
+    ):
         raise TokenError("audience not accepted")
     for name in entry.required_claims:
         if claims.get(name) is None:
