@@ -19,7 +19,7 @@ help:
 $(PY_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,operator]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -52,12 +52,12 @@ test: tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check service operator tests bench hack
-	$(BIN)/ruff format --check service operator tests bench hack
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: venv
-	$(BIN)/ruff check --fix service operator tests bench hack
-	$(BIN)/ruff format service operator tests bench hack
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: tools
 	$(BIN)/python -m bench
