@@ -6,47 +6,21 @@ authenticated too and reports versions and key state, never secrets.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from authgate.admin_auth import AdminAuth
 from authgate.errors import PolicyError
 from authgate.policy import compile_document
 from authgate.runtime import AuthService, StaleSnapshot
 
 log = logging.getLogger("authgate.admin")
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
-
-
-class AdminAuth:
-    """Bearer-secret authentication (`--admin-token-file`), re-read on use so a rotated
-    mounted Secret takes effect without a restart."""
-
-    def __init__(self, token_file: str | None) -> None:
-        self.token_file = token_file
-
-    @property
-    def configured(self) -> bool:
-        return self.token_file is not None
-
-    def authenticate(self, authorization: str | None) -> bool:
-        if self.token_file is None or authorization is None:
-            return False
-        scheme, _, presented = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            return False
-        try:
-            expected = Path(self.token_file).read_text().strip()
-        except OSError:
-            log.error("admin token file unreadable", extra={"path": self.token_file})
-            return False
-        return bool(expected) and hmac.compare_digest(presented.strip().encode(), expected.encode())
 
 
 def _error(status: int, error: str, description: str, **extra) -> JSONResponse:
@@ -65,7 +39,7 @@ def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
     async def snapshot(request: Request) -> Response:
         if request.method == "PUT" and not auth.configured:
             return _error(403, "forbidden", "snapshot pushes are disabled: no admin authentication is configured")
-        if not auth.authenticate(request.headers.get("authorization")):
+        if not await auth.authenticate(request.headers.get("authorization")):
             return _error(401, "unauthorized", "admin credentials required")
         if request.method == "GET":
             return JSONResponse(service.status())

@@ -8,6 +8,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -102,7 +103,8 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
 
     from authgate.adapters.check_app import CheckApp
     from authgate.adapters.envoy_grpc import GrpcServer
-    from authgate.admin import AdminAuth, create_admin_app
+    from authgate.admin import create_admin_app
+    from authgate.admin_auth import AdminAuth, BearerSecret, KubeAPI, TokenReviewer
     from authgate.public_app import create_public_app
     from authgate.server import Listener, serve
 
@@ -114,10 +116,15 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
             service.load(compile_document(read_snapshot_file(args.bootstrap_snapshot), service.settings.validation))
         except (PolicyError, ValueError, OSError) as error:
             log.error("bootstrap snapshot unusable; waiting for a push", extra={"error": str(error)[:500]})
+    reviewer = None
+    if args.admin_audience:
+        api = KubeAPI.in_cluster(args.kube_api_server, args.kube_token_file, args.kube_ca_file)
+        reviewer = TokenReviewer(api, args.admin_audience, args.admin_subject)
+    admin_auth = AdminAuth(BearerSecret(args.admin_token_file) if args.admin_token_file else None, reviewer)
     listeners = [
         Listener("public", create_public_app(service), args.address, args.port),
         Listener("check", CheckApp(service), args.address, args.check_port),
-        Listener("admin", create_admin_app(service, AdminAuth(args.admin_token_file)), args.address, args.admin_port),
+        Listener("admin", create_admin_app(service, admin_auth), args.address, args.admin_port),
         Listener("metrics", make_asgi_app(), args.address, args.metrics_port),
         *extra_listeners,
     ]
@@ -136,6 +143,13 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from authgate.server import run
+
+    if bool(args.admin_audience) != bool(args.admin_subject):
+        print("error: --admin-audience and --admin-subject go together", file=sys.stderr)
+        return 2
+    if args.admin_subject and not re.fullmatch(r"system:serviceaccount:[a-z0-9.-]+:[a-z0-9.-]+", args.admin_subject):
+        print("error: --admin-subject must be system:serviceaccount:NAMESPACE:NAME", file=sys.stderr)
+        return 2
 
     try:
         run(_serve(args))
@@ -163,6 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.insecure_http = True
     args.egress_allow = [*args.egress_allow, "127.0.0.1"]
     args.bootstrap_snapshot = None
+    args.admin_audience = args.admin_subject = None
     print(demo.curl_lines(args.check_port, args.port), flush=True)
     issuer_listener = Listener("demo-issuer", demo.issuer_app(key, issuer), "127.0.0.1", args.issuer_port)
     try:
@@ -231,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-port", type=int, default=8081)
     serve.add_argument("--metrics-port", type=int, default=9090)
     serve.add_argument("--admin-token-file", metavar="F", help="bearer secret that authenticates the admin API")
+    serve.add_argument(
+        "--admin-audience",
+        metavar="AUD",
+        help="accept the operator's ServiceAccount tokens minted for this audience (TokenReview)",
+    )
+    serve.add_argument(
+        "--admin-subject",
+        metavar="system:serviceaccount:NS:NAME",
+        help="the only ServiceAccount allowed to use the admin API (with --admin-audience)",
+    )
+    serve.add_argument("--kube-api-server", metavar="URL", help="API server for TokenReview (default: in-cluster)")
+    serve.add_argument("--kube-token-file", metavar="F", help="this service's own token (default: in-cluster)")
+    serve.add_argument("--kube-ca-file", metavar="PEM", help="the API server's CA (default: in-cluster)")
     serve.add_argument("--bootstrap-snapshot", metavar="PATH", help="snapshot to start from (the mounted Secret)")
     _add_service_flags(serve)
     serve.set_defaults(func=cmd_serve)
