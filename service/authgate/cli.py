@@ -230,6 +230,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if allowed else 2
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from authgate_operator.main import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgate", description="OAuth 2.1 authorization for HTTP APIs and MCP servers"
@@ -301,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--token-file", metavar="F", help="read the token from F (default: standard input)")
     _add_service_flags(explain)
     explain.set_defaults(func=cmd_explain)
+    operator = commands.add_parser("operator", help="run the Kubernetes operator")
+    try:
+        from authgate_operator.main import add_arguments
+    except ImportError:  # installed without the `operator` extra
+        operator.set_defaults(func=lambda _: print("error: pip install 'authgate[operator]'", file=sys.stderr) or 2)
+    else:
+        add_arguments(operator)
+        operator.set_defaults(func=cmd_operator)
     return parser
 
 

@@ -1,0 +1,111 @@
+"""Talking to the auth-service replicas: read what each enforces, push what it lacks.
+
+Per-endpoint timeouts and retries with backoff; the controller runs one round at a time,
+so pushes never pile up and the newest snapshot always wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from authgate_operator.kube import Endpoint
+
+log = logging.getLogger("authgate.operator")
+
+
+@dataclass
+class ReplicaReport:
+    endpoint: Endpoint
+    generation: int | None = None
+    version: str | None = None
+    policies: list[dict] = field(default_factory=list)  # per policy: issuers' key state
+    error: str | None = None
+
+    def enforces(self, generation: int, version: str) -> bool:
+        return self.generation == generation and self.version == version
+
+
+class Replicas:
+    def __init__(self, token: Callable[[], str], timeout: float = 3.0, attempts: int = 3) -> None:
+        self._token = token
+        self.attempts = attempts
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"}
+
+    async def _call(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
+        delay = 0.2
+        for attempt in range(self.attempts):
+            try:
+                response = await self._client.request(method, url, headers=self._headers(), content=body)
+            except httpx.HTTPError as error:
+                if attempt == self.attempts - 1:
+                    raise
+                log.info("replica unreachable, retrying", extra={"url": url, "error": type(error).__name__})
+            else:
+                if response.status_code < 500 or attempt == self.attempts - 1:
+                    return response
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def report(self, endpoint: Endpoint) -> ReplicaReport:
+        report = ReplicaReport(endpoint)
+        try:
+            response = await self._call("GET", f"{endpoint.url}/admin/v1/snapshot")
+        except httpx.HTTPError as error:
+            report.error = f"{endpoint.address}: unreachable ({type(error).__name__})"
+            return report
+        if response.status_code != 200:
+            report.error = f"{endpoint.address}: status answered {response.status_code}"
+            return report
+        try:
+            state = response.json()
+        except ValueError:
+            report.error = f"{endpoint.address}: status is not JSON"
+            return report
+        if state.get("ready"):
+            report.generation, report.version = state.get("generation"), state.get("version")
+        report.policies = state.get("policies") or []
+        return report
+
+    async def push(self, endpoint: Endpoint, body: bytes) -> tuple[int | None, str | None]:
+        """(HTTP status, error message or None)."""
+        try:
+            response = await self._call("PUT", f"{endpoint.url}/admin/v1/snapshot", body)
+        except httpx.HTTPError as error:
+            return None, f"{endpoint.address}: unreachable ({type(error).__name__})"
+        if response.status_code == 200:
+            return 200, None
+        try:
+            detail = response.json().get("error_description", "")
+        except ValueError:
+            detail = ""
+        return response.status_code, f"{endpoint.address}: push answered {response.status_code} {detail}"[:300]
+
+    async def sync(self, endpoints: list[Endpoint], generation: int, version: str, body: bytes) -> list[ReplicaReport]:
+        """Bring every endpoint to (generation, version); report what each enforces after."""
+
+        async def one(endpoint: Endpoint) -> ReplicaReport:
+            report = await self.report(endpoint)
+            if report.enforces(generation, version):
+                return report
+            status, error = await self.push(endpoint, body)
+            if status == 200:
+                report.generation, report.version, report.error = generation, version, None
+                if not report.policies:
+                    report = await self.report(endpoint)
+            else:
+                report.error = error
+            return report
+
+        return list(await asyncio.gather(*(one(endpoint) for endpoint in endpoints)))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
