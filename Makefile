@@ -6,12 +6,14 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format bench tools system-packages idp go-tools schemas clean
+.PHONY: help venv run test lint format bench tools system-packages idp go-tools schemas cluster-up cluster-down clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
 	@echo "make test    - every test (unit, integration with real oidc-provider, nginx, Envoy)"
 	@echo "make lint    - ruff check and format check"
+	@echo "make cluster-up   - a local etcd + kube-apiserver (kubeconfig: .local/kubeconfig) to try the operator"
+	@echo "make cluster-down - stop it"
 	@echo "make bench   - benchmarks (wrk against the check port, token validation micro-benchmarks)"
 	@echo "make tools   - install the test tools: Debian nginx and wrk, npm oidc-provider, and the Go-built"
 	@echo "               kube-apiserver, etcd, kubectl, helm, kubeconform, traefik (cached by version)"
@@ -61,6 +63,13 @@ format: venv
 
 bench: tools
 	$(BIN)/python -m bench
+
+cluster-up: venv
+	hack/tools/build.sh kube-apiserver kubectl etcd
+	hack/cluster/up.sh
+
+cluster-down:
+	hack/cluster/down.sh
 
 clean:
 	rm -rf $(VENV) hack/idp/node_modules .pytest_cache .ruff_cache

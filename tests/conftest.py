@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.authgate import Authgate
+from tests.support.cluster import Cluster, session_cluster, stop_session_cluster
 from tests.support.jwks_server import JwksServer
 from tests.support.keys import SigningKey, claims
 
@@ -103,3 +104,32 @@ spec:
 {issuer_extra}
 {extra}
 """
+
+
+# -- a real control plane (etcd + kube-apiserver) and network-namespace test hosts ----------
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield session_cluster(tmp_path_factory.getbasetemp() / "cluster")
+    stop_session_cluster()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
+    return cluster.create_namespace(request.node.name)
+
+
+@pytest.fixture
+def netns_host() -> Iterator[Callable[..., object]]:
+    """netns_host("auth0") -> a NetnsHost (ag-auth0, 10.200.<i>.2), removed after the test."""
+    from tests.support.netns import NetnsHost, require_netns
+
+    require_netns()
+    hosts: list[NetnsHost] = []
+
+    def make(name: str, index: int | None = None) -> NetnsHost:
+        hosts.append(NetnsHost(name, index))
+        return hosts[-1]
+
+    yield make
+    for host in reversed(hosts):
+        host.close()
