@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format bench tools system-packages idp go-tools schemas cluster-up cluster-down clean
+.PHONY: help venv run test lint format bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
@@ -56,6 +56,7 @@ test: tools
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -70,6 +71,10 @@ cluster-up: venv
 
 cluster-down:
 	hack/cluster/down.sh
+
+# charts/authgate/crds/ is a copy of crds/ (tests/integration/test_chart.py keeps them identical).
+chart-crds:
+	cp crds/*.yaml charts/authgate/crds/
 
 clean:
 	rm -rf $(VENV) hack/idp/node_modules .pytest_cache .ruff_cache

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from authgate.policy import ValidationSettings
 from authgate_operator.kube import Kube, SnapshotTooLarge
 from authgate_operator.reconcile import (
@@ -63,6 +65,8 @@ class Controller:
         self.generation = 0
         self.version: str | None = None
         self.body: bytes = b""
+        self.document: dict = {}
+        self.stored = False
         self.rounds = 0
         self._wake = asyncio.Event()
         self._seeded = asyncio.Event()
@@ -128,17 +132,18 @@ class Controller:
         self.rounds += 1
         objects = list(self.policies.values())
         compiled = compile_cluster(objects, await self._secrets(objects), self.config.validation)
-        push_error = None
         if compiled.version != self.version or not self.body:
             if compiled.version != self.version:
                 self.generation += 1
-            push_error = await self._store(compiled)
+            self._prepare(compiled)
+        push_error = await self._store() if not self.stored else None
         endpoints = await self.kube.endpoints(self.config.service)
         reports = await self.replicas.sync(endpoints, self.generation, compiled.version, self.body)
         newer = max((r.generation or 0 for r in reports), default=0)
         if newer > self.generation:  # a replica already has a later generation: go past it
             self.generation = newer + 1
-            push_error = await self._store(compiled) or push_error
+            self._prepare(compiled)
+            push_error = await self._store() or push_error
             reports = await self.replicas.sync(endpoints, self.generation, compiled.version, self.body)
         synced = sum(1 for r in reports if r.enforces(self.generation, compiled.version))
         errors = [r.error for r in reports if r.error]
@@ -153,19 +158,29 @@ class Controller:
         await self._report(objects, compiled, sync)
         return synced < len(endpoints)
 
-    async def _store(self, compiled: Compiled) -> str | None:
-        document = compiled.document(self.generation)
-        self.body = json.dumps(document, separators=(",", ":")).encode()
+    def _prepare(self, compiled: Compiled) -> None:
+        self.document = compiled.document(self.generation)
+        self.body = json.dumps(self.document, separators=(",", ":")).encode()
         self.version = compiled.version
-        try:
-            await self.kube.write_snapshot(self.config.snapshot_secret, document, compiled.version)
-        except SnapshotTooLarge as error:
-            log.error("snapshot not stored", extra={"error": str(error)})
-            return str(error)
+        self.stored = False
         log.info(
             "snapshot compiled",
             extra={"generation": self.generation, "version": compiled.version, "policies": len(compiled.accepted)},
         )
+
+    async def _store(self) -> str | None:
+        """Keep the last good snapshot in its Secret; retried every round until it is stored."""
+        try:
+            await self.kube.write_snapshot(self.config.snapshot_secret, self.document, self.version)
+        except SnapshotTooLarge as error:
+            log.error("snapshot not stored", extra={"error": str(error)})
+            return str(error)
+        except ApiException as error:
+            log.error("snapshot not stored", extra={"status": error.status, "reason": error.reason})
+            return (
+                f"the snapshot Secret {self.config.snapshot_secret} cannot be written ({error.status} {error.reason})"
+            )
+        self.stored = True
         return None
 
     @staticmethod

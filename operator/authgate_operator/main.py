@@ -53,10 +53,20 @@ def build_registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     state: dict = {}
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs) -> kopf.ConnectionInfo | None:
+        # The same sources as our own client: KUBECONFIG first, else the pod's ServiceAccount.
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+            return kopf.login_with_service_account(**kwargs)
+        return kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_) -> None:
         settings.posting.level = logging.WARNING  # kopf's own k8s events: problems only
         settings.watching.server_timeout = 300
+        # Resources are discovered once at startup; watching CRDs for new ones would need
+        # cluster-wide list/watch on customresourcedefinitions, which the operator lacks.
+        settings.scanning.disabled = True
         api = await _api_client()
         kube = Kube(api)
         replicas = Replicas(_token_reader(args.admin_token_file))

@@ -1,0 +1,465 @@
+"""The operator on a real control plane (etcd + kube-apiserver built from Go modules), with
+three `authgate serve` replicas as test hosts in network namespaces (the apiserver refuses
+loopback addresses in EndpointSlices; no kubelet runs pods here, so the test makes the
+Service's EndpointSlice itself, as the endpoint controller would).
+
+The operator runs as a local process authenticated as its ServiceAccount, bound by the RBAC
+the Helm chart renders: exactly the permissions a real install grants. Replicas verify the
+operator's projected-style token (audience `authgate-admin`) with TokenReview.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from tests.support.cluster import Cluster
+from tests.support.processes import HttpUrl, Process
+from tests.support.tools import require_built
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+AUTHGATE = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "authgate")
+RELEASE = "ag-e2e"
+REPLICAS = 3
+
+
+def eventually(check: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, AssertionError, KeyError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def chart_objects(namespace: str, *values: str) -> list[dict]:
+    helm = require_built("helm")
+    import subprocess
+
+    rendered = subprocess.run(
+        [str(helm), "template", RELEASE, str(ROOT / "charts" / "authgate"), "--namespace", namespace, *values],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def policy(name: str, host: str, namespace: str, **spec) -> dict:
+    return {
+        "apiVersion": "authgate.dev/v1alpha1",
+        "kind": "OAuthPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"resource": f"https://{host}/mcp", "issuers": [{"issuer": "https://idp.example.com"}], **spec},
+    }
+
+
+class System:
+    """The authgate installation under test: namespace, RBAC, replicas, operator."""
+
+    def __init__(self, cluster: Cluster, directory: Path, hosts: list) -> None:
+        self.cluster = cluster
+        self.dir = directory
+        self.hosts = hosts
+        self.namespace = cluster.create_namespace("authgate-system")
+        self.apps = cluster.create_namespace("apps")
+        self.replicas: list[Process | None] = [None] * len(hosts)
+        self.operator: Process | None = None
+
+    # -- setup ---------------------------------------------------------------------
+    def install(self) -> None:
+        cluster = self.cluster
+        cluster.kubectl("apply", "-f", str(ROOT / "crds" / "oauthpolicies.authgate.dev.yaml"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/oauthpolicies.authgate.dev", "--timeout=30s")
+        objects = chart_objects(self.namespace)
+        wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+        rbac = [o for o in objects if o["kind"] in wanted]
+        cluster.apply(yaml.safe_dump_all(rbac))
+        # The names the chart gives the operator (its RBAC is scoped to them).
+        operator = next(o for o in objects if o["kind"] == "Deployment" and "operator" in o["metadata"]["name"])
+        flags = dict(a.split("=", 1) for a in operator["spec"]["template"]["spec"]["containers"][0]["args"] if "=" in a)
+        self.service_ref, self.snapshot_ref = flags["--service"], flags["--snapshot-secret"]
+        self.sealing_ref, self.audience = flags["--sealing-secret"], flags["--admin-audience"]
+        self.admin_service = self.service_ref.split("/", 1)[1]
+        accounts = [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"]
+        self.operator_sa = next(name for name in accounts if "operator" in name)
+        self.service_sa = next(name for name in accounts if "operator" not in name)
+        self.operator_subject = f"system:serviceaccount:{self.namespace}:{self.operator_sa}"
+        self.admin_token = self.dir / "admin-token"
+        self.admin_token.write_text(cluster.create_token(self.namespace, self.operator_sa, [self.audience], "1h"))
+        self.service_token = self.dir / "service-token"
+        self.service_token.write_text(cluster.create_token(self.namespace, self.service_sa, [], "1h"))
+        self.kubeconfig = self.dir / "operator-kubeconfig"
+        self.kubeconfig.write_text(self._kubeconfig(cluster.create_token(self.namespace, self.operator_sa, [], "1h")))
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": self.admin_service, "namespace": self.namespace},
+            "spec": {"ports": [{"name": "admin", "port": 8081, "targetPort": 8081}]},
+        }
+        endpoints = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{self.admin_service}-1",
+                "namespace": self.namespace,
+                "labels": {"kubernetes.io/service-name": self.admin_service},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "admin", "port": 8081, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [h.address], "conditions": {"ready": False}} for h in self.hosts],
+        }
+        cluster.apply(yaml.safe_dump_all([service, endpoints]))
+        for index in range(len(self.hosts)):
+            self.start_replica(index)
+        self.start_operator()
+
+    def _kubeconfig(self, token: str) -> str:
+        return yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "operator",
+                "clusters": [
+                    {
+                        "name": "test",
+                        "cluster": {"server": self.cluster.server, "certificate-authority": str(self.cluster.ca_path)},
+                    }
+                ],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
+            }
+        )
+
+    def start_replica(self, index: int, *extra: str) -> Process:
+        host = self.hosts[index]
+        args = [
+            AUTHGATE,
+            "serve",
+            "--address",
+            host.address,
+            "--admin-audience",
+            self.audience,
+            "--admin-subject",
+            self.operator_subject,
+            "--kube-api-server",
+            self.cluster.netns_server,
+            "--kube-token-file",
+            str(self.service_token),
+            "--kube-ca-file",
+            str(self.cluster.ca_path),
+            *extra,
+        ]
+        process = host.run(
+            args, self.dir, name=f"replica{index}", ready=HttpUrl(f"http://{host.address}:8081/healthz"), timeout=30
+        )
+        self.replicas[index] = process
+        return process
+
+    def start_operator(self, kubeconfig: Path | None = None, name: str = "operator") -> Process:
+        process = Process(
+            name,
+            [
+                AUTHGATE,
+                "operator",
+                "--service",
+                self.service_ref,
+                "--snapshot-secret",
+                self.snapshot_ref,
+                "--sealing-secret",
+                self.sealing_ref,
+                "--admin-token-file",
+                str(self.admin_token),
+                "--standalone",
+                "--resync-seconds",
+                "2",
+            ],
+            log_dir=self.dir,
+            extra_env={"KUBECONFIG": str(kubeconfig or self.kubeconfig)},
+        )
+        process.start()
+        if name == "operator":
+            self.operator = process
+        return process
+
+    def stop(self) -> None:
+        for process in [self.operator, *self.replicas]:
+            if process is not None:
+                process.stop()
+
+    # -- observations ------------------------------------------------------------------
+    def check(self, index: int, url: str) -> httpx.Response:
+        return httpx.get(
+            f"http://{self.hosts[index].address}:8082/ext-authz/nginx",
+            headers={"X-Original-URL": url, "X-Original-Method": "GET"},
+            timeout=5,
+            trust_env=False,
+        )
+
+    def enforced_everywhere(self, host: str) -> bool:
+        """Every replica challenges for the policy on `host` (401 naming its resource metadata)."""
+        expected = f"https://{host}/.well-known/oauth-protected-resource/mcp"
+        return all(
+            self.check(i, f"https://{host}/mcp").status_code == 401
+            and expected in self.check(i, f"https://{host}/mcp").headers.get("www-authenticate", "")
+            for i in range(len(self.hosts))
+        )
+
+    def unknown_everywhere(self, host: str) -> bool:
+        return all(self.check(i, f"https://{host}/mcp").status_code == 403 for i in range(len(self.hosts)))
+
+    def status(self, name: str, namespace: str | None = None) -> dict:
+        obj = self.cluster.get_json("oauthpolicy", name, "-n", namespace or self.apps)
+        return obj.get("status") or {}
+
+    def condition(self, name: str, kind: str, namespace: str | None = None) -> dict:
+        return next(c for c in self.status(name, namespace).get("conditions", []) if c["type"] == kind)
+
+    def apply(self, *objects: dict, check: bool = True) -> str:
+        """kubectl apply; returns what kubectl printed (stdout and stderr)."""
+        result = self.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(list(objects)), check=check)
+        return result.stdout + result.stderr
+
+    def replica_state(self, index: int) -> dict:
+        token = self.admin_token.read_text()
+        return httpx.get(
+            f"http://{self.hosts[index].address}:8081/admin/v1/snapshot",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+            trust_env=False,
+        ).json()
+
+
+@pytest.fixture(scope="module")
+def system(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    from tests.support.netns import NetnsHost, require_netns
+
+    require_built("helm")
+    require_netns()
+    hosts = [NetnsHost(f"op{i}") for i in range(REPLICAS)]
+    installation = System(cluster, tmp_path_factory.mktemp("operator-e2e"), hosts)
+    try:
+        installation.install()
+        yield installation
+    finally:
+        installation.stop()
+        for host in hosts:
+            host.close()
+
+
+# -- tests, in the order a user meets them -----------------------------------------------
+def test_applied_policy_is_enforced_by_every_replica_and_reported_ready(system: System) -> None:
+    system.apply(policy("first", "first.example.com", system.apps))
+    eventually(lambda: system.enforced_everywhere("first.example.com"), what="all replicas enforcing")
+    eventually(lambda: system.status("first").get("syncedReplicas") == f"{REPLICAS}/{REPLICAS}", what="3/3")
+    ready = eventually(
+        lambda: system.condition("first", "Ready")["status"] == "True" and system.condition("first", "Ready")
+    )
+    assert ready["reason"] == "Ready"
+    printed = system.cluster.kubectl("get", "oap", "-n", system.apps).stdout
+    assert "first" in printed and "True" in printed and f"{REPLICAS}/{REPLICAS}" in printed
+
+
+def test_replicas_verify_the_operator_token_and_refuse_others(system: System) -> None:
+    other = system.cluster.create_token(system.namespace, system.service_sa, [system.audience], "10m")
+    response = httpx.put(
+        f"http://{system.hosts[0].address}:8081/admin/v1/snapshot",
+        headers={"Authorization": f"Bearer {other}"},
+        content=b"{}",
+        timeout=10,
+        trust_env=False,
+    )
+    assert response.status_code == 401  # right audience, wrong ServiceAccount
+    wrong_audience = system.cluster.create_token(system.namespace, system.operator_sa, ["something-else"], "10m")
+    response = httpx.get(
+        f"http://{system.hosts[0].address}:8081/admin/v1/snapshot",
+        headers={"Authorization": f"Bearer {wrong_audience}"},
+        timeout=10,
+        trust_env=False,
+    )
+    assert response.status_code == 401
+
+
+def test_an_edit_reaches_every_replica(system: System) -> None:
+    system.apply(policy("first", "edited.example.com", system.apps))
+    eventually(lambda: system.enforced_everywhere("edited.example.com"), what="the edit everywhere")
+    assert system.unknown_everywhere("first.example.com")
+    eventually(lambda: system.status("first")["observedGeneration"] == 2, what="observedGeneration 2")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"resource": "https://x.example.com/mcp", "issuers": [{"issuer": "https://i"}], "bogus": 1},
+            'unknown field "spec.bogus"',
+        ),
+        (
+            {"resource": "https://x.example.com/mcp", "issuers": [{"issuer": "https://i", "algorithms": ["HS256"]}]},
+            "spec.issuers[0].algorithms[0]",
+        ),
+        (
+            {"resource": "https://x.example.com/mcp#frag", "issuers": [{"issuer": "https://i"}]},
+            "resource must not contain a fragment",
+        ),
+        (
+            {"resource": "ftp://x.example.com/mcp", "issuers": [{"issuer": "https://i"}]},
+            "resource must be an absolute http or https URL",
+        ),
+        (
+            {
+                "resource": "https://x.example.com/mcp",
+                "issuers": [{"issuer": "https://i"}],
+                "rules": [{"pathPrefix": "/mcp", "anonymous": True, "requireScopes": ["a"]}],
+            },
+            "an anonymous rule cannot require scopes or roles",
+        ),
+        (
+            {
+                "resource": "https://x.example.com/mcp",
+                "issuers": [{"issuer": "https://i"}],
+                "scopeRoles": [{"scope": "a", "role": "r"}, {"scope": "a", "role": "s"}],
+            },
+            "each scope may be mapped once",
+        ),
+        (
+            {
+                "resource": "https://x.example.com/mcp",
+                "issuers": [{"issuer": "https://i"}],
+                "tokenExchange": {"tokenEndpoint": "https://i/t", "clientId": "c"},
+            },
+            "exactly one of clientSecretRef and clientCertificateSecretRef",
+        ),
+    ],
+)
+def test_the_apiserver_refuses_what_the_schema_and_cel_rules_forbid(system: System, spec: dict, message: str) -> None:
+    obj = {
+        "apiVersion": "authgate.dev/v1alpha1",
+        "kind": "OAuthPolicy",
+        "metadata": {"name": "refused", "namespace": system.apps},
+        "spec": spec,
+    }
+    result = system.apply(obj, check=False)
+    assert message in result, result
+
+
+def test_a_semantically_bad_policy_is_not_ready_and_the_others_are_still_served(system: System) -> None:
+    shadowed = policy(
+        "shadowed",
+        "shadowed.example.com",
+        system.apps,
+        rules=[{"pathPrefix": "/mcp"}, {"pathPrefix": "/mcp/admin", "requireRoles": ["admin"]}],
+    )
+    system.apply(shadowed)
+    accepted = eventually(
+        lambda: (
+            system.condition("shadowed", "Accepted")["status"] == "False" and system.condition("shadowed", "Accepted")
+        ),
+        what="Accepted=False",
+    )
+    assert accepted["reason"] == "Invalid" and "spec.rules[1]: shadowed by spec.rules[0]" in accepted["message"]
+    assert system.condition("shadowed", "Ready")["status"] == "False"
+    assert system.unknown_everywhere("shadowed.example.com")
+    assert system.enforced_everywhere("edited.example.com")
+    events = system.cluster.kubectl("get", "events", "-n", system.apps, "-o", "json").stdout
+    assert any(
+        e["involvedObject"]["name"] == "shadowed" and e["type"] == "Warning" for e in json.loads(events)["items"]
+    )
+
+
+def test_a_host_belongs_to_the_namespace_that_claimed_it_first(system: System) -> None:
+    other = system.cluster.create_namespace("other-team")
+    system.apply(policy("thief", "edited.example.com", other))
+    condition = eventually(
+        lambda: (
+            system.condition("thief", "Accepted", other)["status"] == "False"
+            and system.condition("thief", "Accepted", other)
+        ),
+        what="Conflict",
+    )
+    assert condition["reason"] == "Conflict"
+    assert system.enforced_everywhere("edited.example.com")
+
+
+def test_a_rotated_secret_is_pushed_again(system: System) -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "exchange", "namespace": system.apps},
+        "stringData": {"secret": "one"},
+    }
+    exchange = {
+        "tokenEndpoint": "https://idp.example.com/token",
+        "clientId": "gw",
+        "clientSecretRef": {"name": "exchange", "key": "secret"},
+    }
+    system.apply(secret, policy("exchanging", "exchange.example.com", system.apps, tokenExchange=exchange))
+    eventually(lambda: system.enforced_everywhere("exchange.example.com"), what="policy with a Secret")
+    before = system.replica_state(0)["version"]
+    secret["stringData"]["secret"] = "two"
+    system.apply(secret)
+    eventually(
+        lambda: all(system.replica_state(i)["version"] != before for i in range(REPLICAS)),
+        what="a new version on every replica",
+    )
+
+
+def test_the_snapshot_is_stored_for_replicas_that_start_while_the_operator_is_down(system: System) -> None:
+    secret = system.cluster.get_json("secret", system.snapshot_ref.split("/")[1], "-n", system.namespace)
+    assert int(secret["metadata"]["annotations"]["authgate.dev/generation"]) == system.replica_state(0)["generation"]
+    assert "snapshot.json.gz" in secret["data"]
+    sealing = system.cluster.get_json("secret", system.sealing_ref.split("/")[1], "-n", system.namespace)
+    assert "keys.json" in sealing["data"]
+
+
+def test_a_deleted_policy_is_no_longer_enforced(system: System) -> None:
+    system.cluster.kubectl("delete", "oauthpolicy", "exchanging", "-n", system.apps)
+    eventually(lambda: system.unknown_everywhere("exchange.example.com"), what="deletion everywhere")
+
+
+def test_a_restarted_replica_gets_the_snapshot_again(system: System) -> None:
+    before = system.replica_state(1)["generation"]
+    system.replicas[1].stop()
+    system.start_replica(1)
+    eventually(lambda: system.enforced_everywhere("edited.example.com"), what="the restarted replica enforcing")
+    assert system.replica_state(1)["generation"] == before
+
+
+def test_a_restarted_operator_keeps_generations_monotonic(system: System) -> None:
+    before = system.replica_state(0)["generation"]
+    system.operator.stop()
+    system.start_operator()
+    system.apply(policy("after-restart", "restart.example.com", system.apps))
+    eventually(lambda: system.enforced_everywhere("restart.example.com"), what="enforced after operator restart")
+    assert system.replica_state(0)["generation"] > before
+    assert system.enforced_everywhere("edited.example.com")  # nothing lost in the restart
+
+
+def test_the_operator_fails_loudly_without_its_permissions(system: System) -> None:
+    nobody = "no-permissions"
+    system.cluster.create_service_account(system.namespace, nobody)
+    kubeconfig = system.dir / "nobody-kubeconfig"
+    kubeconfig.write_text(system._kubeconfig(system.cluster.create_token(system.namespace, nobody, [], "10m")))
+    process = system.start_operator(kubeconfig, name="operator-without-rbac")
+    try:
+        eventually(
+            lambda: "forbidden" in process.read_log().lower() or "403" in process.read_log(),
+            timeout=30,
+            what="a loud permission error",
+        )
+    finally:
+        process.stop()
