@@ -150,7 +150,7 @@ def desired_status(obj: Mapping, compiled: Compiled, sync: SyncState) -> dict:
             "Synced",
             True,
             "Synced",
-            f"all {sync.replicas} replicas enforce snapshot generation {sync.generation}",
+            f"all {sync.replicas} replicas enforce the current snapshot",
             generation,
         )
     else:
@@ -159,7 +159,7 @@ def desired_status(obj: Mapping, compiled: Compiled, sync: SyncState) -> dict:
             "Synced",
             False,
             "SyncPending",
-            f"{sync.synced} of {sync.replicas} replicas enforce generation {sync.generation}{detail}",
+            f"{sync.synced} of {sync.replicas} replicas enforce the current snapshot{detail}",
             generation,
         )
     ready_ok = accepted and synced["status"] == "True"
@@ -175,7 +175,6 @@ def desired_status(obj: Mapping, compiled: Compiled, sync: SyncState) -> dict:
     status: dict = {"observedGeneration": generation, "conditions": [ready, accepted_condition, synced]}
     if accepted:
         status["syncedReplicas"] = f"{sync.synced}/{sync.replicas}"
-        status["snapshotGeneration"] = sync.generation
         if ref in sync.issuer_state:
             status["issuers"] = sync.issuer_state[ref]
     return status
@@ -206,6 +205,6 @@ def status_patch(current: Mapping | None, desired: dict, now: str) -> dict | Non
         else:
             condition["lastTransitionTime"] = now
     patch = dict(desired)
-    for key in ("syncedReplicas", "snapshotGeneration", "issuers"):
+    for key in ("syncedReplicas", "issuers"):
         patch.setdefault(key, None)  # merge patch: remove what no longer applies
     return patch
