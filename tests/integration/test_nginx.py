@@ -20,8 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests import conftest
-from tests.conftest import LOCAL_EGRESS, assert_no_token_in, require_tool
+from tests.conftest import LOCAL_EGRESS, require_tool
 from tests.support.authgate import Authgate
 from tests.support.edge import (
     ADMIN_TOOL,
@@ -32,10 +31,14 @@ from tests.support.edge import (
     NO_TOKEN_CHALLENGE,
     OUTAGE_RESOURCE,
     RESOURCE,
+    Edge,
     assert_no_underscore_copies,
+    edge_authgate,
     forged_identity_headers,
-    policies,
     values,
+)
+from tests.support.edge import (
+    down_issuer as stopped_issuer,
 )
 from tests.support.jwks_server import JwksServer
 from tests.support.nginx import Nginx
@@ -55,28 +58,16 @@ def nginx_tool() -> None:
 
 @pytest.fixture(scope="module")
 def down_issuer() -> Iterator[JwksServer]:
-    """An issuer that is down before authgate ever fetched its keys."""
-    with JwksServer([]) as server:
-        server.mode = "down"
+    with stopped_issuer() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def authgate(
-    nginx_tool: None, issuer: JwksServer, down_issuer: JwksServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Authgate]:
-    instance = Authgate(
-        tmp_path_factory.mktemp("authgate-nginx"),
-        policies(issuer.issuer, down_issuer.issuer),
-        list(LOCAL_EGRESS),
-        name="authgate",
-    )
-    instance.start()
-    yield instance
-    instance.stop()
-    # The guard is only as good as the set the `mint` fixture fills: make sure it is that one.
-    assert conftest.MINTED_TOKENS, "no token was minted: the leak check would check nothing"
-    assert_no_token_in(instance.log(), str(instance.process.log_path))
+def authgate(nginx_tool: None, issuer: JwksServer, down_issuer: JwksServer, tmp_path_factory) -> Iterator[Authgate]:
+    with edge_authgate(
+        tmp_path_factory.mktemp("authgate-nginx"), issuer.issuer, down_issuer.issuer, list(LOCAL_EGRESS)
+    ) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")
@@ -102,49 +93,6 @@ def nginx(authgate: Authgate, app: EchoUpstream, tmp_path_factory: pytest.TempPa
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(trust_env=False, timeout=10) as http:
         yield http
-
-
-class Edge:
-    """The client's view: requests to nginx as mcp.example.com, plus what the app and authgate saw."""
-
-    def __init__(self, proxy: Nginx, client: httpx.Client, app: EchoUpstream, authgate: Authgate) -> None:
-        self.proxy, self.client, self.app, self.authgate = proxy, client, app, authgate
-        self.seen = len(app.requests)
-        self.request_id = ""
-
-    def request(
-        self,
-        path: str,
-        *,
-        method: str = "GET",
-        token: str | None = None,
-        headers: list[tuple[str, str]] | None = None,
-        host: str = HOST,
-        raw_target: str | None = None,
-        body: bytes | None = None,
-    ) -> httpx.Response:
-        """`raw_target` goes on the request line byte for byte (httpx would resolve dot-segments)."""
-        self.request_id = f"nginx-test-{next(_request_ids)}"
-        sent = [("Host", host), ("X-Request-Id", self.request_id)]
-        if token is not None:
-            sent.append(("Authorization", f"Bearer {token}"))
-        sent.extend(headers or [])
-        extensions = {"target": raw_target.encode()} if raw_target is not None else None
-        return self.client.request(method, f"{self.proxy.url}{path}", headers=sent, content=body, extensions=extensions)
-
-    def new_app_requests(self) -> list[dict]:
-        return self.app.requests[self.seen :]
-
-    def reached_app(self) -> dict:
-        new = self.new_app_requests()
-        assert len(new) == 1, f"expected exactly one request at the app, got {len(new)}"
-        return new[0]
-
-    def decision(self) -> dict:
-        """authgate's decision log line for the last request (nginx forwards our X-Request-Id)."""
-        found = [d for d in self.authgate.decisions() if d.get("request_id") == self.request_id]
-        assert len(found) == 1, f"expected one decision for {self.request_id}, got {found}"
-        return found[0]
 
 
 @pytest.fixture

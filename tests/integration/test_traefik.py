@@ -14,20 +14,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests import conftest
-from tests.conftest import LOCAL_EGRESS, assert_no_token_in
+from tests.conftest import LOCAL_EGRESS
 from tests.support.authgate import Authgate
 from tests.support.edge import (
     ADMIN_TOOL,
-    HOST,
     IDENTITY_HEADERS,
     INSUFFICIENT_SCOPE_CHALLENGE,
     NO_TOKEN_CHALLENGE,
     OUTAGE_RESOURCE,
     RESOURCE,
+    Edge,
+    edge_authgate,
     forged_identity_headers,
-    policies,
     values,
+)
+from tests.support.edge import (
+    down_issuer as stopped_issuer,
 )
 from tests.support.jwks_server import JwksServer
 from tests.support.tools import require_built
@@ -40,20 +42,16 @@ _request_ids = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def down_issuer() -> Iterator[JwksServer]:
-    with JwksServer([]) as server:
-        server.mode = "down"
+    with stopped_issuer() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def authgate(issuer: JwksServer, down_issuer: JwksServer, tmp_path_factory) -> Iterator[Authgate]:
-    instance = Authgate(
-        tmp_path_factory.mktemp("authgate-traefik"), policies(issuer.issuer, down_issuer.issuer), list(LOCAL_EGRESS)
-    ).start()
-    yield instance
-    instance.stop()
-    assert conftest.MINTED_TOKENS, "no token was minted: the leak check would check nothing"
-    assert_no_token_in(instance.log(), str(instance.process.log_path))
+    with edge_authgate(
+        tmp_path_factory.mktemp("authgate-traefik"), issuer.issuer, down_issuer.issuer, list(LOCAL_EGRESS)
+    ) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")
@@ -76,48 +74,15 @@ def traefik(authgate: Authgate, app: EchoUpstream, tmp_path_factory) -> Iterator
         yield proxy
 
 
-class Edge:
-    def __init__(self, proxy: Traefik, app: EchoUpstream, authgate: Authgate) -> None:
-        self.proxy, self.app, self.authgate = proxy, app, authgate
-        self.seen = len(app.requests)
-        self.request_id = ""
-
-    def request(
-        self,
-        path: str,
-        *,
-        method: str = "GET",
-        token: str | None = None,
-        headers=(),
-        host: str = HOST,
-        raw_target: str | None = None,
-    ) -> httpx.Response:
-        self.request_id = f"traefik-test-{next(_request_ids)}"
-        sent = [("Host", host), ("X-Request-Id", self.request_id)]
-        if token is not None:
-            sent.append(("Authorization", f"Bearer {token}"))
-        sent.extend(headers)
-        extensions = {"target": raw_target.encode()} if raw_target is not None else None
-        with httpx.Client(trust_env=False, timeout=10) as client:
-            return client.request(method, f"{self.proxy.url}{path}", headers=sent, extensions=extensions)
-
-    def new_app_requests(self) -> list[dict]:
-        return self.app.requests[self.seen :]
-
-    def reached_app(self) -> dict:
-        new = self.new_app_requests()
-        assert len(new) == 1, f"expected exactly one request at the app, got {len(new)}"
-        return new[0]
-
-    def decision(self) -> dict:
-        found = [d for d in self.authgate.decisions() if d.get("request_id") == self.request_id]
-        assert len(found) == 1, f"expected one decision for {self.request_id}, got {found}"
-        return found[0]
-
-
 @pytest.fixture
-def edge(traefik: Traefik, app: EchoUpstream, authgate: Authgate) -> Edge:
-    return Edge(traefik, app, authgate)
+def edge(traefik: Traefik, client: httpx.Client, app: EchoUpstream, authgate: Authgate) -> Edge:
+    return Edge(traefik, client, app, authgate)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        yield http
 
 
 def test_reader_reaches_the_app_with_its_identity(edge: Edge, mint: Callable[..., str], issuer: JwksServer) -> None:
