@@ -240,8 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgate", description="OAuth 2.1 authorization for HTTP APIs and MCP servers"
     )
-    parser.add_argument("--log-level", default=os.environ.get("AUTHGATE_LOG_LEVEL", "info"))
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("AUTHGATE_LOG_LEVEL", "info"),
+        help="debug, info (one line per decision), warning, error",
+    )
+    # Also accepted after the command (`authgate serve --log-level warning`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    class _Commands:
+        @staticmethod
+        def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, parents=[common], **kwargs)
+
+    commands = _Commands()
 
     serve = commands.add_parser("serve", help="run the auth service")
     serve.add_argument("--policy", action="append", metavar="PATH", help="policy file (file mode); repeatable")

@@ -60,8 +60,11 @@ class DecisionLog:
         self.name = name
         self.logger = logging.getLogger(name)
 
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
     def write(self, fields: dict) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
+        if not self.enabled():
             return
         if _stream is None:  # used as a library: let the application's logging decide
             self.logger.info("decision", extra=fields)

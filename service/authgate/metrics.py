@@ -21,3 +21,15 @@ TOKEN_CACHE_SIZE = Gauge("authgate_verified_token_cache_size", "Entries in the v
 SNAPSHOT_GENERATION = Gauge("authgate_snapshot_generation", "Generation of the enforced policy snapshot.")
 SNAPSHOT_POLICIES = Gauge("authgate_snapshot_policies", "Policies in the enforced snapshot.")
 ERRORS = Counter("authgate_internal_errors_total", "Unexpected errors (each one failed closed).", ["where"])
+
+
+_check_counters: dict[tuple[str, bool, str], object] = {}
+
+
+def count_check(dialect: str, allowed: bool, reason: str) -> None:
+    """CHECKS.labels(...).inc(), with each labelled child looked up once."""
+    key = (dialect, allowed, reason)
+    child = _check_counters.get(key)
+    if child is None:
+        child = _check_counters[key] = CHECKS.labels(dialect, "allow" if allowed else "deny", reason)
+    child.inc()

@@ -112,8 +112,10 @@ class AuthService:
         return decision
 
     def record(self, request: CheckRequest, decision: Decision, dialect: str, elapsed: float) -> None:
-        metrics.CHECKS.labels(dialect, "allow" if decision.allowed else "deny", decision.reason).inc()
+        metrics.count_check(dialect, decision.allowed, decision.reason)
         metrics.CHECK_LATENCY.observe(elapsed)
+        if not decision_log.enabled():
+            return
         token = decision.token
         decision_log.write(
             {

@@ -19,7 +19,7 @@ _PCT_RE = re.compile(r"%(..)?")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _FORBIDDEN_ENCODED = frozenset({0x2F, 0x5C})  # %2F and %5C would change segment boundaries
 # Characters a request path may hold raw (RFC 3986 pchar + "/"); anything else is refused.
-_PATH_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
+_NOT_PATH_CHAR = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]")
 
 
 class TargetError(ValueError):
@@ -115,9 +115,8 @@ def normalize_path(raw: str) -> str:
         raise TargetError("path must start with /")
     if len(path) > 8192:
         raise TargetError("path too long")
-    for char in path:
-        if char not in _PATH_CHARS:
-            raise TargetError("character not allowed in path")
+    if _NOT_PATH_CHAR.search(path):
+        raise TargetError("character not allowed in path")
     path = _decode_unreserved(path)
     if "//" in path:
         path = re.sub(r"/{2,}", "/", path)
@@ -139,7 +138,7 @@ def split_absolute_url(url: str) -> tuple[str, str, str]:
     """(scheme, normalized host, normalized path) of an absolute http(s) URL; TargetError otherwise."""
     if len(url) > 8192:
         raise TargetError("URL too long")
-    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in url):
+    if not (url.isascii() and url.isprintable()) or " " in url:
         raise TargetError("control, space or non-ASCII character in URL")
     try:
         parts = urlsplit(url)

@@ -98,7 +98,7 @@ class TokenValidator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
-        self.cache: VerifiedTokenCache[VerifiedToken] = cache or VerifiedTokenCache()
+        self.cache: VerifiedTokenCache[VerifiedToken] = cache if cache is not None else VerifiedTokenCache()
         self.clock = clock
 
     async def validate(self, token: str, policy: CompiledPolicy) -> VerifiedToken:
