@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds clean
+.PHONY: help venv run test lint format bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds bench-operator clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
@@ -62,8 +62,14 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# wrk and in-process benchmarks (bench/REPORT.md), then Envoy's three checks (bench/ENVOY.md).
 bench: tools
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.envoy
+
+# apply-to-enforced on a real control plane with 1, 100, 1,000 policies (bench/OPERATOR.md); root.
+bench-operator: tools
+	$(BIN)/python -m bench.operator_latency
 
 cluster-up: venv
 	hack/tools/build.sh kube-apiserver kubectl etcd
