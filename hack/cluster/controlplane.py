@@ -302,7 +302,20 @@ class ControlPlane:
         ]
         self._spawn("etcd", etcd_args)
         self._wait("etcd", self._etcd_healthy, deadline)
-        apiserver_args = [
+        self._spawn("kube-apiserver", self._apiserver_args())
+        self._wait("kube-apiserver", self.ready, deadline)
+
+    def restart_apiserver(self, timeout: float = 60.0) -> None:
+        """Stop kube-apiserver alone and start it again on the same port, certificates and
+        etcd data: what a control-plane upgrade or crash looks like to its clients."""
+        pid = self._pid("kube-apiserver")
+        if pid is not None:
+            _stop_group(pid, self._popens.pop("kube-apiserver", None), 10.0)
+        self._spawn("kube-apiserver", self._apiserver_args())
+        self._wait("kube-apiserver", self.ready, time.monotonic() + timeout)
+
+    def _apiserver_args(self) -> list[str | os.PathLike[str]]:
+        return [
             self.binary("kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
             "--bind-address=0.0.0.0",
@@ -322,8 +335,6 @@ class ControlPlane:
             "--allow-privileged=true",
             "--profiling=false",
         ]
-        self._spawn("kube-apiserver", apiserver_args)
-        self._wait("kube-apiserver", self.ready, deadline)
 
     def _spawn(self, name: str, args: Sequence[str | os.PathLike[str]]) -> None:
         log_path = self.log_dir / f"{name}.log"

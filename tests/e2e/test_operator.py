@@ -227,6 +227,22 @@ def test_a_restarted_operator_keeps_generations_monotonic(system: System) -> Non
     assert system.enforced_everywhere("edited.example.com")  # nothing lost in the restart
 
 
+def test_the_operator_and_replicas_recover_from_an_apiserver_restart(system: System) -> None:
+    system.cluster.control_plane.restart_apiserver()
+    system.apply(policy("after-apiserver-restart", "apiserver-restart.example.com", system.apps))
+    eventually(
+        lambda: system.enforced_everywhere("apiserver-restart.example.com"),
+        timeout=60,
+        what="a change applied after the apiserver restart, enforced",
+    )
+    eventually(
+        lambda: system.condition("after-apiserver-restart", "Ready")["status"] == "True",
+        timeout=30,
+        what="its status written after the restart",
+    )
+    assert system.operator.running
+
+
 def test_the_operator_fails_loudly_without_its_permissions(system: System) -> None:
     nobody = "no-permissions"
     system.cluster.create_service_account(system.namespace, nobody)
