@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -49,6 +50,17 @@ def _spec_key(obj: Mapping) -> tuple:
     )
 
 
+def _fingerprint(objects: list[dict], secrets: Mapping[tuple[str, str], Mapping[str, bytes]]) -> bytes:
+    """What compilation depends on: every policy's identity, age and spec, and the Secret values."""
+    digest = hashlib.sha256()
+    for obj in sorted(objects, key=policy_ref):
+        digest.update(repr(_spec_key(obj)).encode())
+        digest.update(policy_ref(obj).encode())
+    for key in sorted(secrets):
+        digest.update(repr((key, sorted(secrets[key].items()))).encode())
+    return digest.digest()
+
+
 def _resource_version(obj: Mapping) -> int:
     try:
         return int(obj.get("metadata", {}).get("resourceVersion", "0"))
@@ -67,6 +79,8 @@ class Controller:
         self.body: bytes = b""
         self.document: dict = {}
         self.stored = False
+        self._compiled: Compiled | None = None
+        self._compiled_inputs: bytes = b""
         self.rounds = 0
         self._wake = asyncio.Event()
         self._seeded = asyncio.Event()
@@ -131,7 +145,12 @@ class Controller:
         """One round. True when something is still pending (a replica not yet in sync)."""
         self.rounds += 1
         objects = list(self.policies.values())
-        compiled = compile_cluster(objects, await self._secrets(objects), self.config.validation)
+        secrets = await self._secrets(objects)
+        inputs = _fingerprint(objects, secrets)
+        if inputs != self._compiled_inputs:  # a resync with nothing changed compiles nothing
+            self._compiled = compile_cluster(objects, secrets, self.config.validation)
+            self._compiled_inputs = inputs
+        compiled = self._compiled
         if compiled.version != self.version or not self.body:
             if compiled.version != self.version:
                 self.generation += 1
