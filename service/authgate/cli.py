@@ -156,6 +156,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except PolicyError as error:
         _print_issues(error)
         return 1
+    except (ValueError, OSError) as error:  # bad flags or files met at startup: say so, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
