@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import re
 import socket
 import ssl
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -390,10 +392,29 @@ def _transport_failure(exc: httpx.HTTPError) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _load_client_certificate(context: ssl.SSLContext, certificate: bytes, key: bytes) -> None:
+    """ssl only loads chains from files: write them to a private temporary directory, load,
+    delete. The context keeps the key in memory."""
+    with tempfile.TemporaryDirectory(prefix="authgate-mtls-") as directory:
+        os.chmod(directory, 0o700)
+        cert_path, key_path = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
+        for path, content in ((cert_path, certificate), (key_path, key)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                file.write(content)
+        try:
+            context.load_cert_chain(cert_path, key_path)
+        except (ssl.SSLError, ValueError) as error:
+            raise ValueError(f"unusable client certificate or key: {error}") from None
+
+
 class EgressClient:
     """Every outbound call of authgate goes through one of these (one per process)."""
 
-    def __init__(self, policy: EgressPolicy = EgressPolicy()) -> None:
+    def __init__(
+        self, policy: EgressPolicy = EgressPolicy(), client_certificate: tuple[bytes, bytes] | None = None
+    ) -> None:
+        """`client_certificate`: PEM certificate chain and key for mutual TLS (RFC 8705)."""
         for name in ("connect_timeout", "read_timeout", "total_timeout", "max_response_bytes"):
             if not getattr(policy, name) > 0:
                 raise ValueError(f"egress {name} must be positive")
@@ -404,6 +425,8 @@ class EgressClient:
         ssl_context = ssl.create_default_context(cafile=certifi.where())
         if policy.ca_bundle is not None:
             ssl_context.load_verify_locations(cafile=policy.ca_bundle)
+        if client_certificate is not None:
+            _load_client_certificate(ssl_context, *client_certificate)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
         transport: httpx.AsyncBaseTransport
         mounts: dict[str, httpx.AsyncBaseTransport] = {}

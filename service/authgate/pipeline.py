@@ -12,6 +12,7 @@ from authgate import decision as decisions
 from authgate.credentials import bearer_token
 from authgate.decision import Decision
 from authgate.errors import KeysUnavailable, TokenError
+from authgate.exchange import ExchangeFailed, TokenExchanger
 from authgate.identity import identity_headers
 from authgate.policy.snapshot import CompiledPolicy, Snapshot
 from authgate.request import CheckRequest
@@ -84,7 +85,25 @@ def _dry_run(decision: Decision) -> Decision:
     )
 
 
-async def decide(snapshot: Snapshot, request: CheckRequest, validator: TokenValidator) -> Decision:
+async def _with_exchanged_token(
+    decision: Decision, policy: CompiledPolicy, request: CheckRequest, exchanger: TokenExchanger
+) -> Decision:
+    """RFC 8693: the upstream gets a token issued for it, never the caller's (fail closed)."""
+    subject_token = bearer_token(request.authorization)
+    assert subject_token is not None and policy.token_exchange is not None
+    try:
+        exchanged = await exchanger.exchange(policy.token_exchange, subject_token)
+    except ExchangeFailed as failure:
+        if failure.status == 401:
+            return decisions.unauthorized(policy, decision.rule, failure.reason, sent=True)
+        return decisions.unavailable(policy, "exchange_failed", failure.reason)
+    headers = (*decision.upstream_headers, ("Authorization", f"Bearer {exchanged.access_token}"))
+    return replace(decision, upstream_headers=headers)
+
+
+async def decide(
+    snapshot: Snapshot, request: CheckRequest, validator: TokenValidator, exchanger: TokenExchanger | None = None
+) -> Decision:
     if request.policy_ref is not None:
         policy = snapshot.policy(request.policy_ref)
     else:
@@ -93,5 +112,7 @@ async def decide(snapshot: Snapshot, request: CheckRequest, validator: TokenVali
         return decisions.no_policy()
     decision = await evaluate(policy, request, validator)
     if policy.dry_run and not decision.allowed:
-        return _dry_run(decision)
+        decision = _dry_run(decision)
+    if decision.allowed and decision.token is not None and policy.token_exchange is not None and exchanger:
+        decision = await _with_exchanged_token(decision, policy, request, exchanger)
     return decision

@@ -14,6 +14,7 @@ from authgate import metrics
 from authgate.decision import Decision, internal_error
 from authgate.egress import EgressClient, EgressPolicy
 from authgate.errors import PolicyError, PolicyIssue
+from authgate.exchange import TokenExchanger
 from authgate.jwks import JwksSettings, KeyStore
 from authgate.logs import DecisionLog
 from authgate.pipeline import decide
@@ -50,6 +51,7 @@ class AuthService:
         self.validator = TokenValidator(
             self.keys, VerifiedTokenCache(settings.token_cache_entries, settings.token_cache_ttl)
         )
+        self.exchanger = TokenExchanger(settings.egress, self.egress)
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.loaded = False
         self.loaded_at: float | None = None
@@ -59,6 +61,7 @@ class AuthService:
 
     async def stop(self) -> None:
         await self.keys.stop()
+        await self.exchanger.aclose()
         await self.egress.aclose()
 
     def load(self, snapshot: Snapshot) -> bool:
@@ -103,7 +106,7 @@ class AuthService:
     async def check(self, request: CheckRequest, dialect: str) -> Decision:
         started = time.perf_counter()
         try:
-            decision = await decide(self.snapshot, request, self.validator)
+            decision = await decide(self.snapshot, request, self.validator, self.exchanger)
         except Exception:  # fail closed: an internal error never becomes an allow, nor a 500
             metrics.ERRORS.labels(where="check").inc()
             log.exception("check failed", extra={"request_id": request.request_id})

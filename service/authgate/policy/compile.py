@@ -22,6 +22,7 @@ from authgate.policy.model import ASYMMETRIC_ALGORITHMS, PolicySpec
 from authgate.policy.snapshot import (
     FORMAT_VERSION,
     ClaimRoleMapping,
+    CompiledExchange,
     CompiledIssuer,
     CompiledPolicy,
     CompiledRule,
@@ -76,6 +77,46 @@ def _compile_rule(index: int, rule) -> CompiledRule:
         anonymous=rule.anonymous,
         require_scopes=tuple(rule.require_scopes),
         require_roles=frozenset(rule.require_roles),
+    )
+
+
+def _compile_exchange(spec: PolicySpec, namespace: str, name: str, uid: str, secrets: Secrets):
+    exchange = spec.token_exchange
+    if exchange is None:
+        return None
+    secret = None
+    if exchange.client_secret_ref is not None:
+        ref = exchange.client_secret_ref
+        secret = (secrets.get(namespace, ref.name, ref.key) or b"").decode()
+    certificate = None
+    if exchange.client_certificate_secret_ref is not None:
+        cert_name = exchange.client_certificate_secret_ref.name
+        certificate = (
+            secrets.get(namespace, cert_name, "tls.crt") or b"",
+            secrets.get(namespace, cert_name, "tls.key") or b"",
+            secrets.get(namespace, cert_name, "ca.crt"),
+        )
+    identity = {
+        "policy": f"{namespace}/{name}",
+        "uid": uid,
+        "endpoint": exchange.token_endpoint or exchange.issuer,
+        "client": exchange.client_id,
+        "audience": exchange.audience,
+        "resource": exchange.resource,
+        "scope": sorted(exchange.scopes),
+        "type": exchange.requested_token_type,
+    }
+    return CompiledExchange(
+        token_endpoint=exchange.token_endpoint,
+        issuer=exchange.issuer,
+        client_id=exchange.client_id,
+        client_secret=secret,
+        client_certificate=certificate,
+        audience=exchange.audience,
+        resource=exchange.resource,
+        scopes=tuple(exchange.scopes),
+        requested_token_type=exchange.requested_token_type,
+        cache_key=_digest(identity),
     )
 
 
@@ -136,6 +177,7 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
         authorization_servers = tuple(entry.issuer for entry in spec.issuers)
     headers = spec.identity_headers
     return CompiledPolicy(
+        token_exchange=_compile_exchange(spec, namespace, name, uid, secrets),
         namespace=namespace,
         name=name,
         uid=uid,

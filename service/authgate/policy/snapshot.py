@@ -22,6 +22,24 @@ class IntrospectionClient:
 
 
 @dataclass(frozen=True)
+class CompiledExchange:
+    """spec.tokenExchange with its Secrets resolved (RFC 8693)."""
+
+    token_endpoint: str | None
+    issuer: str | None  # the token endpoint is discovered from this issuer's metadata
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    client_certificate: tuple[bytes, bytes, bytes | None] | None = field(repr=False)  # tls.crt, tls.key, ca.crt
+    audience: str | None
+    resource: str | None
+    scopes: tuple[str, ...]
+    requested_token_type: str
+    # Identity of this configuration for the exchanged-token cache (policy, endpoint, client,
+    # audience, resource, scope, requested type): never shared across any of them.
+    cache_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class CompiledIssuer:
     issuer: str
     jwks_uri: str | None  # None: discovered from the issuer's metadata
@@ -112,6 +130,7 @@ class CompiledPolicy:
     scopes_supported: tuple[str, ...]
     authorization_servers: tuple[str, ...]
     spec: object = field(repr=False, compare=False)  # the typed PolicySpec, for later stages
+    token_exchange: CompiledExchange | None = None
 
     @property
     def ref(self) -> str:

@@ -1,0 +1,255 @@
+"""RFC 8693 token exchange: swap the caller's token for one issued to the downstream audience.
+
+An MCP server must not pass its caller's token on (MCP authorization spec); authgate does
+the swap at the edge. Exchanged tokens are cached under every parameter that shapes them
+(policy, endpoint, client, audience, resource, scope, requested type, subject-token hash)
+until shortly before they expire; concurrent requests for one key share one exchange.
+Client authentication is client_secret_basic (RFC 6749 §2.3.1) or mutual TLS (RFC 8705
+§2 tls_client_auth, with the token endpoint's mTLS alias when the IdP advertises one).
+Every failure fails closed: 401 when the IdP refuses the subject token, else 503.
+
+For MCP servers that make their own calls: `await exchange_token(...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from authgate.egress import EgressClient, EgressPolicy
+from authgate.errors import AuthgateError, EgressError
+from authgate.jwks import discovery_urls
+from authgate.policy.snapshot import CompiledExchange
+
+log = logging.getLogger("authgate.exchange")
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
+MAX_RESPONSE_BYTES = 64 * 1024
+_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_SAFE_TEXT = re.compile(r"[^\x20-\x7e]")
+
+
+@dataclass(frozen=True)
+class ExchangedToken:
+    access_token: str = field(repr=False)
+    issued_token_type: str
+    expires_at: float
+    scope: str | None = None
+
+
+class ExchangeFailed(AuthgateError):
+    """`status` is what the check answers: 401 (subject token refused) or 503."""
+
+    def __init__(self, status: int, reason: str, upstream_error: str | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.upstream_error = upstream_error
+
+
+def _form_encode(value: str) -> str:
+    """RFC 6749 §2.3.1: client id and secret are form-urlencoded before HTTP Basic."""
+    return quote(value, safe="").replace("%20", "+")
+
+
+def _parse_response(status: int, body: dict) -> tuple[str, str, int | None, str | None]:
+    if status != 200:
+        error = body.get("error") if isinstance(body.get("error"), str) else "unknown"
+        description = body.get("error_description") if isinstance(body.get("error_description"), str) else ""
+        detail = _SAFE_TEXT.sub("", f"{error}: {description}")[:300]
+        if error == "invalid_grant":
+            raise ExchangeFailed(401, "the identity provider refused to exchange the token", detail)
+        raise ExchangeFailed(503, "token exchange refused by the identity provider", detail)
+    token = body.get("access_token")
+    token_type = body.get("token_type")
+    issued = body.get("issued_token_type", ACCESS_TOKEN_TYPE)
+    if not isinstance(token, str) or not _B64TOKEN.match(token) or len(token) > 16 * 1024:
+        raise ExchangeFailed(503, "token exchange answered without a usable access_token")
+    if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "n_a"):
+        raise ExchangeFailed(503, "token exchange answered with an unusable token_type")
+    expires_in = body.get("expires_in")
+    if expires_in is not None and (isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 0):
+        raise ExchangeFailed(503, "token exchange answered with an invalid expires_in")
+    scope = body.get("scope") if isinstance(body.get("scope"), str) else None
+    return token, issued if isinstance(issued, str) else ACCESS_TOKEN_TYPE, expires_in, scope
+
+
+class TokenExchanger:
+    def __init__(
+        self,
+        egress_policy: EgressPolicy,
+        egress: EgressClient | None = None,
+        max_entries: int = 10_000,
+        refresh_margin: float = 30.0,
+        default_lifetime: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._egress_policy = egress_policy
+        self._egress = egress or EgressClient(egress_policy)
+        self._mtls: dict[bytes, EgressClient] = {}
+        self._endpoints: dict[tuple[str, bool], str] = {}
+        self._cache: OrderedDict[tuple[bytes, bytes], ExchangedToken] = OrderedDict()
+        self._inflight: dict[tuple[bytes, bytes], asyncio.Task[ExchangedToken]] = {}
+        self.max_entries = max_entries
+        self.refresh_margin = refresh_margin
+        self.default_lifetime = default_lifetime
+        self.clock = clock
+        self.exchanges = 0
+
+    def _client(self, config: CompiledExchange) -> EgressClient:
+        if config.client_certificate is None:
+            return self._egress
+        cert, key, _ = config.client_certificate
+        identity = hashlib.sha256(cert + b"\0" + key).digest()
+        client = self._mtls.get(identity)
+        if client is None:  # a rotated certificate is a new identity: the old client is dropped
+            for stale in self._mtls.values():
+                asyncio.get_running_loop().create_task(stale.aclose())
+            self._mtls = {identity: EgressClient(self._egress_policy, (cert, key))}
+            client = self._mtls[identity]
+        return client
+
+    async def _token_endpoint(self, config: CompiledExchange, client: EgressClient) -> str:
+        if config.token_endpoint is not None:
+            return config.token_endpoint
+        assert config.issuer is not None
+        mtls = config.client_certificate is not None
+        known = self._endpoints.get((config.issuer, mtls))
+        if known is not None:
+            return known
+        for url in discovery_urls(config.issuer):
+            try:
+                metadata, _ = await client.get_json(url, max_bytes=MAX_RESPONSE_BYTES)
+            except EgressError:
+                continue
+            if metadata.get("issuer") != config.issuer:
+                raise ExchangeFailed(503, "the exchange issuer's metadata names another issuer")
+            aliases = metadata.get("mtls_endpoint_aliases")
+            endpoint = (aliases or {}).get("token_endpoint") if mtls and isinstance(aliases, dict) else None
+            endpoint = endpoint or metadata.get("token_endpoint")
+            if not isinstance(endpoint, str):
+                raise ExchangeFailed(503, "the exchange issuer's metadata has no token_endpoint")
+            client.check_url(endpoint)
+            self._endpoints[(config.issuer, mtls)] = endpoint
+            return endpoint
+        raise ExchangeFailed(503, "the exchange issuer's metadata cannot be had")
+
+    async def exchange(self, config: CompiledExchange, subject_token: str) -> ExchangedToken:
+        key = (config.cache_key, hashlib.sha256(subject_token.encode()).digest())
+        now = self.clock()
+        cached = self._cache.get(key)
+        if cached is not None and cached.expires_at - self.refresh_margin > now:
+            self._cache.move_to_end(key)
+            return cached
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._exchange(config, subject_token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        result = await asyncio.shield(task)
+        if result.expires_at - self.refresh_margin > self.clock():
+            self._cache[key] = result
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        return result
+
+    async def _exchange(self, config: CompiledExchange, subject_token: str) -> ExchangedToken:
+        self.exchanges += 1
+        client = self._client(config)
+        endpoint = await self._token_endpoint(config, client)
+        form = {
+            "grant_type": GRANT_TYPE,
+            "subject_token": subject_token,
+            "subject_token_type": ACCESS_TOKEN_TYPE,
+            "requested_token_type": config.requested_token_type,
+        }
+        if config.audience:
+            form["audience"] = config.audience
+        if config.resource:
+            form["resource"] = config.resource
+        if config.scopes:
+            form["scope"] = " ".join(config.scopes)
+        auth = None
+        if config.client_secret is not None:
+            auth = (_form_encode(config.client_id), _form_encode(config.client_secret))
+        else:
+            form["client_id"] = config.client_id  # tls_client_auth names the client in the body
+        try:
+            response = await client.request(
+                "POST",
+                endpoint,
+                data=form,
+                auth=auth,
+                headers={"Accept": "application/json"},
+                max_bytes=MAX_RESPONSE_BYTES,
+            )
+        except EgressError as error:
+            log.warning("token exchange failed", extra={"endpoint": endpoint, "reason": error.reason})
+            raise ExchangeFailed(503, f"token exchange failed ({error.reason})") from None
+        try:
+            body = response.json_object()
+        except EgressError:
+            raise ExchangeFailed(503, f"token exchange answered {response.status_code} without JSON") from None
+        try:
+            token, issued, expires_in, scope = _parse_response(response.status_code, body)
+        except ExchangeFailed as failure:
+            log.warning(
+                "token exchange refused",
+                extra={"endpoint": endpoint, "status": response.status_code, "upstream_error": failure.upstream_error},
+            )
+            raise
+        lifetime = expires_in if expires_in is not None else self.default_lifetime
+        return ExchangedToken(token, issued, self.clock() + lifetime, scope)
+
+    async def aclose(self) -> None:
+        for client in self._mtls.values():
+            await client.aclose()
+
+
+async def exchange_token(
+    subject_token: str,
+    *,
+    client_id: str,
+    token_endpoint: str | None = None,
+    issuer: str | None = None,
+    client_secret: str | None = None,
+    client_certificate: tuple[bytes, bytes] | None = None,
+    audience: str | None = None,
+    resource: str | None = None,
+    scopes: tuple[str, ...] = (),
+    requested_token_type: str = ACCESS_TOKEN_TYPE,
+    egress_policy: EgressPolicy | None = None,
+) -> ExchangedToken:
+    """One exchange, for an MCP server that calls downstream APIs itself. Raises
+    ExchangeFailed (`status` 401 when the IdP refused the subject token, else 503)."""
+    if (token_endpoint is None) == (issuer is None):
+        raise ValueError("exactly one of token_endpoint and issuer")
+    if (client_secret is None) == (client_certificate is None):
+        raise ValueError("exactly one of client_secret and client_certificate")
+    config = CompiledExchange(
+        token_endpoint=token_endpoint,
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=client_secret,
+        client_certificate=(*client_certificate, None) if client_certificate else None,
+        audience=audience,
+        resource=resource,
+        scopes=tuple(scopes),
+        requested_token_type=requested_token_type,
+        cache_key=b"",
+    )
+    exchanger = TokenExchanger(egress_policy or EgressPolicy())
+    try:
+        return await exchanger.exchange(config, subject_token)
+    finally:
+        await exchanger.aclose()
+        await exchanger._egress.aclose()
