@@ -18,6 +18,19 @@ A pytest fixture would use it like this:
 
 Over https: `OidcProvider(dir, ca=TestCA(dir / "pki"))` serves
 `https://localhost:<port>` with a certificate for localhost and 127.0.0.1.
+
+Token exchange (RFC 8693), on by default for `EXCHANGE_CLIENT` and
+`MTLS_EXCHANGE_CLIENT`:
+
+    body = idp.exchange(subject, EXCHANGE_CLIENT.client_id, EXCHANGE_CLIENT.client_secret,
+                        audience=EXCHANGE_AUDIENCE, scope="downstream:read")
+
+`OidcProvider(dir, ca=ca, mtls=True)` adds an RFC 8705 listener
+(`idp.mtls_token_endpoint`) where `MTLS_EXCHANGE_CLIENT` authenticates with a
+certificate from `ca.issue_client_cert(..., common_name=MTLS_EXCHANGE_CN)`.
+`test_controls=True` enables `set_exchange_mode()` / `exchange_count()`.
+Opaque tokens: `client_credentials_token(..., resource=OPAQUE_RESOURCE)`, then
+`introspect()` and `revoke()`.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 from tests.support.ports import free_port
 from tests.support.processes import LinePrefix, Process
-from tests.support.tls import TestCA
+from tests.support.tls import IssuedCert, TestCA
 
 IDP_DIR = Path(__file__).resolve().parents[2] / "hack" / "idp"
 INSTALL_HINT = "run `make tools` (or `npm ci --prefix hack/idp`)"
@@ -50,6 +63,15 @@ RESOURCES_BY_ALG: dict[str, str] = {
     "EdDSA": "https://eddsa.example.com/mcp",
 }
 RESOURCE_SCOPES = "mcp:read mcp:write"
+# A resource whose access tokens are opaque (introspect them, RFC 7662).
+OPAQUE_RESOURCE = "https://opaque.example.com/api"
+
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+# The audience and scopes exchanged tokens are asked for by default.
+EXCHANGE_AUDIENCE = "https://downstream.example.com/api"
+EXCHANGE_SCOPES = "downstream:read downstream:write mcp:read mcp:write"
+MTLS_EXCHANGE_CN = "authgate-exchange"
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,10 @@ ADMIN_CLAIMS = {"realm_access": {"roles": ["admin"]}, "groups": ["mcp-admins"]}
 # authorization_code + PKCE clients.
 PUBLIC_CLIENT = Client("public-app", None, "http://127.0.0.1:8765/callback")
 CONFIDENTIAL_CLIENT = Client("web-app", "web-app-secret", "https://app.example.com/callback")
+# Token exchange clients (RFC 8693): client_secret_basic, and tls_client_auth
+# (RFC 8705, certificate subject CN=authgate-exchange, no secret).
+EXCHANGE_CLIENT = Client("authgate", "authgate-secret")
+MTLS_EXCHANGE_CLIENT = Client("authgate-mtls")
 
 DEFAULT_USER: dict[str, Any] = {
     "sub": "alice",
@@ -116,14 +142,46 @@ def default_clients() -> list[dict[str, Any]]:
             "response_types": ["code"],
             "redirect_uris": [CONFIDENTIAL_CLIENT.redirect_uri],
         },
+        {
+            "client_id": EXCHANGE_CLIENT.client_id,
+            "client_secret": EXCHANGE_CLIENT.client_secret,
+            "grant_types": [TOKEN_EXCHANGE_GRANT, "client_credentials"],
+            "response_types": [],
+            "redirect_uris": [],
+        },
     ]
 
 
-def default_resources() -> dict[str, dict[str, Any]]:
+def mtls_exchange_client() -> dict[str, Any]:
+    """Metadata of `MTLS_EXCHANGE_CLIENT`; added by `OidcProvider(mtls=True)`."""
     return {
+        "client_id": MTLS_EXCHANGE_CLIENT.client_id,
+        "token_endpoint_auth_method": "tls_client_auth",
+        "tls_client_auth_subject_dn": f"CN={MTLS_EXCHANGE_CN}",
+        "grant_types": [TOKEN_EXCHANGE_GRANT],
+        "response_types": [],
+        "redirect_uris": [],
+    }
+
+
+def default_exchange() -> dict[str, Any]:
+    """The `exchange` config of server.mjs: who may exchange, for which scopes."""
+    return {
+        "clients": [EXCHANGE_CLIENT.client_id, MTLS_EXCHANGE_CLIENT.client_id],
+        "scopes": EXCHANGE_SCOPES,
+        "ttl": 300,
+        "mode": "ok",
+        "delayMs": 0,
+    }
+
+
+def default_resources() -> dict[str, dict[str, Any]]:
+    resources: dict[str, dict[str, Any]] = {
         resource: {"scope": RESOURCE_SCOPES, "alg": alg, "accessTokenTTL": 600}
         for alg, resource in RESOURCES_BY_ALG.items()
     }
+    resources[OPAQUE_RESOURCE] = {"scope": RESOURCE_SCOPES, "accessTokenTTL": 600, "format": "opaque"}
+    return resources
 
 
 def install_problem(node: str = "node") -> str | None:
@@ -142,10 +200,14 @@ class OidcProvider:
     https), `clients` (default `default_clients()`), `resources` (default
     `default_resources()`), `user` (default `DEFAULT_USER`), `extra_token_claims`
     (merged into every access token), `default_resource`, `jwks_path` (private
-    JWKS to sign with instead of fresh keys), `port`, `node`.
+    JWKS to sign with instead of fresh keys), `port`, `node`, `exchange` (token
+    exchange config, default `default_exchange()`),
+    `mtls` (needs `ca`: RFC 8705 listener on `mtls_port`, adds
+    `MTLS_EXCHANGE_CLIENT`), `test_controls` (runtime exchange modes, counter).
 
     After `start()` (or `with`): `issuer`, `port`, `discovery`, `jwks_uri`,
-    `token_endpoint`, `authorization_endpoint`, `verify` (for httpx), `process`.
+    `token_endpoint`, `mtls_token_endpoint`, `introspection_endpoint`,
+    `revocation_endpoint`, `authorization_endpoint`, `verify` (for httpx), `process`.
     """
 
     def __init__(
@@ -161,6 +223,10 @@ class OidcProvider:
         jwks_path: str | os.PathLike[str] | None = None,
         port: int | None = None,
         node: str = "node",
+        exchange: Mapping[str, Any] | None = None,
+        mtls: bool = False,
+        mtls_port: int | None = None,
+        test_controls: bool = False,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -182,9 +248,27 @@ class OidcProvider:
             self.config["defaultResource"] = default_resource
         if jwks_path:
             self.config["jwksPath"] = os.fspath(jwks_path)
+        self.config["exchange"] = dict(default_exchange() if exchange is None else exchange)
+        if test_controls:
+            self.config["testControls"] = True
         if ca:
             server = ca.issue_server_cert("idp", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
             self.config["tls"] = {"cert": os.fspath(server.cert), "key": os.fspath(server.key)}
+        self.mtls_port: int | None = None
+        if mtls:
+            if ca is None:
+                raise ValueError("mtls=True needs a TestCA (ca=...)")
+            self.mtls_port = mtls_port or free_port()
+            self.config["mtls"] = {
+                "port": self.mtls_port,
+                "host": "127.0.0.1",
+                "cert": os.fspath(server.cert),
+                "key": os.fspath(server.key),
+                "ca": os.fspath(ca.ca_path),
+            }
+            ids = {c["client_id"] for c in self.config["clients"]}
+            if MTLS_EXCHANGE_CLIENT.client_id not in ids:
+                self.config["clients"].append(mtls_exchange_client())
         # What httpx needs to trust this IdP.
         self.verify: ssl.SSLContext | bool = ca.ssl_context() if ca else True
         self.config_path = self.work_dir / "idp-config.json"
@@ -202,6 +286,22 @@ class OidcProvider:
     @property
     def authorization_endpoint(self) -> str:
         return self.discovery["authorization_endpoint"]
+
+    @property
+    def mtls_token_endpoint(self) -> str:
+        """RFC 8705 alias of the token endpoint (client certificates); needs mtls=True."""
+        aliases = self.discovery.get("mtls_endpoint_aliases") or {}
+        if "token_endpoint" not in aliases:
+            raise IdpError("this IdP has no mTLS listener: start it with mtls=True (and a ca)")
+        return aliases["token_endpoint"]
+
+    @property
+    def introspection_endpoint(self) -> str:
+        return self.discovery["introspection_endpoint"]
+
+    @property
+    def revocation_endpoint(self) -> str:
+        return self.discovery["revocation_endpoint"]
 
     def start(self, timeout: float = 30.0) -> OidcProvider:
         problem = install_problem(self.node)
@@ -318,3 +418,107 @@ class OidcProvider:
             client_id=client.client_id,
             client_secret=client.client_secret,
         )
+
+    # -- token exchange (RFC 8693), introspection (RFC 7662), revocation (RFC 7009)
+
+    def exchange_request(
+        self,
+        subject_token: str,
+        client_id: str,
+        secret: str | None = None,
+        cert: IssuedCert | None = None,
+        *,
+        audience: str | None = EXCHANGE_AUDIENCE,
+        scope: str | None = None,
+        resource: str | None = None,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+        requested_token_type: str | None = None,
+        extra: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> httpx.Response:
+        """The raw token exchange response. With `secret`: client_secret_basic at the
+        token endpoint. Without: tls_client_auth at `mtls_token_endpoint`, presenting
+        `cert` (None sends no certificate, client_id in the body)."""
+        data = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "subject_token": subject_token,
+            "subject_token_type": subject_token_type,
+        }
+        for name, value in (
+            ("audience", audience),
+            ("scope", scope),
+            ("resource", resource),
+            ("requested_token_type", requested_token_type),
+        ):
+            if value is not None:
+                data[name] = value
+        data.update(extra or {})
+        if secret is not None:
+            with self.http_client(timeout=timeout) as client:
+                return client.post(self.token_endpoint, data=data, auth=(client_id, secret))
+        assert self.ca is not None, "tls_client_auth needs the IdP's TestCA"
+        data["client_id"] = client_id
+        with httpx.Client(verify=self.ca.ssl_context(cert), timeout=timeout, trust_env=False) as client:
+            return client.post(self.mtls_token_endpoint, data=data)
+
+    def exchange(
+        self,
+        subject_token: str,
+        client_id: str,
+        secret: str | None = None,
+        cert: IssuedCert | None = None,
+        *,
+        audience: str | None = EXCHANGE_AUDIENCE,
+        scope: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Exchange `subject_token`; returns the JSON body, raises `IdpError` unless a
+        200 with JSON. Arguments as `exchange_request`."""
+        response = self.exchange_request(
+            subject_token, client_id, secret, cert, audience=audience, scope=scope, **kwargs
+        )
+        if response.status_code != 200:
+            raise IdpError(f"token exchange answered {response.status_code}: {response.text}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise IdpError(f"token exchange answered 200 without JSON: {response.text[:200]!r}") from exc
+
+    def _test_controls(self, method: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        with self.http_client() as client:
+            response = client.request(method, f"{self.issuer}/__test/exchange", json=body)
+        if response.status_code != 200:
+            raise IdpError(
+                f"/__test/exchange answered {response.status_code} (start with test_controls=True): {response.text}"
+            )
+        return response.json()
+
+    def set_exchange_mode(self, mode: str, delay_ms: int = 0) -> None:
+        """ "ok", "garbage" (200, non-JSON body) or "error500"; delay_ms before answering."""
+        self._test_controls("POST", {"mode": mode, "delayMs": delay_ms})
+
+    def exchange_count(self) -> int:
+        """Token exchange requests that reached the grant handler (after client auth)."""
+        return int(self._test_controls("GET")["count"])
+
+    def reset_exchange_count(self) -> None:
+        self._test_controls("POST", {"resetCount": True})
+
+    def introspect(self, token: str, client_id: str, secret: str) -> dict[str, Any]:
+        """RFC 7662 introspection with client_secret_basic; the JSON body."""
+        with self.http_client() as client:
+            response = client.post(self.introspection_endpoint, data={"token": token}, auth=(client_id, secret))
+        if response.status_code != 200:
+            raise IdpError(f"introspection answered {response.status_code}: {response.text}")
+        return response.json()
+
+    def revoke(self, token: str, client_id: str, secret: str) -> None:
+        """RFC 7009 revocation; oidc-provider lets only the token's own client revoke it."""
+        with self.http_client() as client:
+            response = client.post(
+                self.revocation_endpoint,
+                data={"token": token, "token_type_hint": "access_token"},
+                auth=(client_id, secret),
+            )
+        if response.status_code != 200:
+            raise IdpError(f"revocation answered {response.status_code}: {response.text}")

@@ -1,0 +1,188 @@
+"""Token exchange (RFC 8693) in the request path, against the real oidc-provider with its
+token-exchange grant: the allow carries a token issued for the downstream audience, never
+the caller's; client_secret_basic and mutual TLS (RFC 8705); cached, single-flight, and
+fail closed when the exchange endpoint answers garbage or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from tests.conftest import MINTED_TOKENS, require_tool
+from tests.support.authgate import Authgate
+from tests.support.idp import (
+    EXCHANGE_AUDIENCE,
+    EXCHANGE_CLIENT,
+    MTLS_EXCHANGE_CLIENT,
+    MTLS_EXCHANGE_CN,
+    RESOURCES_BY_ALG,
+    SERVICE_CLIENT,
+    OidcProvider,
+    install_problem,
+)
+from tests.support.tls import TestCA
+
+pytestmark = pytest.mark.integration
+
+RESOURCE = RESOURCES_BY_ALG["RS256"]  # https://mcp.example.com/mcp
+MTLS_RESOURCE = RESOURCES_BY_ALG["ES256"]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("exchange-pki"))
+
+
+@pytest.fixture(scope="module")
+def idp(pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    require_tool(install_problem())
+    with OidcProvider(tmp_path_factory.mktemp("exchange-idp"), ca=pki, mtls=True, test_controls=True) as provider:
+        yield provider
+
+
+def secret_manifest(name: str, namespace: str, data: dict[str, str]) -> str:
+    encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+    return json.dumps(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}, "data": encoded}
+    )
+
+
+def policies(idp: OidcProvider, pki: TestCA) -> str:
+    client = pki.issue_client_cert("exchange-client", common_name=MTLS_EXCHANGE_CN)
+    exchange = {
+        "tokenEndpoint": idp.token_endpoint,
+        "clientId": EXCHANGE_CLIENT.client_id,
+        "clientSecretRef": {"name": "exchange", "key": "secret"},
+        "audience": EXCHANGE_AUDIENCE,
+        "scopes": ["downstream:read"],
+    }
+    mtls = {
+        "tokenEndpoint": idp.mtls_token_endpoint,
+        "clientId": MTLS_EXCHANGE_CLIENT.client_id,
+        "clientCertificateSecretRef": {"name": "exchange-mtls"},
+        "audience": EXCHANGE_AUDIENCE,
+    }
+    documents = [
+        {
+            "apiVersion": "authgate.dev/v1alpha1",
+            "kind": "OAuthPolicy",
+            "metadata": {"name": "basic"},
+            "spec": {"resource": RESOURCE, "issuers": [{"issuer": idp.issuer}], "tokenExchange": exchange},
+        },
+        {
+            "apiVersion": "authgate.dev/v1alpha1",
+            "kind": "OAuthPolicy",
+            "metadata": {"name": "mtls"},
+            "spec": {"resource": MTLS_RESOURCE, "issuers": [{"issuer": idp.issuer}], "tokenExchange": mtls},
+        },
+    ]
+    secrets = [
+        secret_manifest("exchange", "default", {"secret": EXCHANGE_CLIENT.client_secret}),
+        secret_manifest(
+            "exchange-mtls", "default", {"tls.crt": client.cert.read_text(), "tls.key": client.key.read_text()}
+        ),
+    ]
+    return "\n---\n".join([json.dumps(d) for d in documents] + secrets)
+
+
+@pytest.fixture(scope="module")
+def authgate(idp: OidcProvider, pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authgate]:
+    from tests.conftest import assert_no_token_in
+
+    instance = Authgate(
+        tmp_path_factory.mktemp("exchange-authgate"),
+        policies(idp, pki),
+        ["--ca-bundle", str(pki.ca_path), "--egress-allow", "127.0.0.1"],
+    ).start()
+    yield instance
+    instance.stop()
+    assert_no_token_in(instance.log(), "the exchange service log")
+
+
+@pytest.fixture
+def caller_token(idp: OidcProvider) -> Callable[[str], str]:
+    def make(resource: str = RESOURCE) -> str:
+        token = idp.client_credentials_token(
+            SERVICE_CLIENT.client_id, SERVICE_CLIENT.client_secret, resource, "mcp:read"
+        )
+        MINTED_TOKENS.add(token)
+        return token
+
+    return make
+
+
+def claims(token: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+
+
+def downstream_token(response: httpx.Response) -> str:
+    scheme, _, token = response.headers["authorization"].partition(" ")
+    assert scheme == "Bearer"
+    MINTED_TOKENS.add(token)
+    return token
+
+
+def test_the_upstream_gets_a_token_for_the_downstream_audience(authgate: Authgate, caller_token) -> None:
+    token = caller_token()
+    response = authgate.nginx_check(f"{RESOURCE}/tools", "POST", token)
+    assert response.status_code == 200
+    exchanged = downstream_token(response)
+    assert exchanged != token
+    body = claims(exchanged)
+    assert body["aud"] == EXCHANGE_AUDIENCE
+    assert body["sub"] == claims(token)["sub"]
+    assert body["act"] == {"sub": EXCHANGE_CLIENT.client_id}
+    assert body["scope"] == "downstream:read"
+    assert response.headers["x-auth-subject"] == claims(token)["sub"]  # identity of the caller, as before
+
+
+def test_exchanged_tokens_are_cached_per_subject_token(authgate: Authgate, idp: OidcProvider, caller_token) -> None:
+    token = caller_token()
+    first = downstream_token(authgate.nginx_check(RESOURCE, "GET", token))
+    count = idp.exchange_count()
+    assert downstream_token(authgate.nginx_check(RESOURCE, "GET", token)) == first
+    assert idp.exchange_count() == count  # served from the cache
+    other = downstream_token(authgate.nginx_check(RESOURCE, "GET", caller_token()))
+    assert other != first and idp.exchange_count() == count + 1
+
+
+def test_concurrent_checks_share_one_exchange(authgate: Authgate, idp: OidcProvider, caller_token) -> None:
+    token = caller_token()
+    before = idp.exchange_count()
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            headers = {"X-Original-URL": RESOURCE, "X-Original-Method": "GET", "Authorization": f"Bearer {token}"}
+            responses = await asyncio.gather(*(client.get(authgate.check_url(), headers=headers) for _ in range(50)))
+            return [r.status_code for r in responses]
+
+    assert asyncio.run(burst()) == [200] * 50
+    assert idp.exchange_count() == before + 1
+
+
+def test_mutual_tls_client_authentication(authgate: Authgate, caller_token) -> None:
+    response = authgate.nginx_check(f"{MTLS_RESOURCE}/x", "GET", caller_token(MTLS_RESOURCE))
+    assert response.status_code == 200
+    body = claims(downstream_token(response))
+    assert body["aud"] == EXCHANGE_AUDIENCE and body["act"] == {"sub": MTLS_EXCHANGE_CLIENT.client_id}
+
+
+@pytest.mark.parametrize("mode", ["garbage", "error500"])
+def test_a_broken_exchange_endpoint_fails_closed(
+    authgate: Authgate, idp: OidcProvider, caller_token, mode: str
+) -> None:
+    idp.set_exchange_mode(mode)
+    try:
+        response = authgate.nginx_check(RESOURCE, "GET", caller_token())
+    finally:
+        idp.set_exchange_mode("ok")
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert "authorization" not in response.headers  # never a pass-through of the caller's token
+    line = authgate.decisions()[-1]
+    assert line["reason"] == "exchange_failed"
