@@ -49,7 +49,7 @@ class AuthService:
         self.egress = EgressClient(settings.egress)
         self.keys = KeyStore(self.egress, settings.jwks)
         self.validator = TokenValidator(
-            self.keys, VerifiedTokenCache(settings.token_cache_entries, settings.token_cache_ttl)
+            self.keys, VerifiedTokenCache(settings.token_cache_entries, settings.token_cache_ttl), egress=self.egress
         )
         self.exchanger = TokenExchanger(settings.egress, self.egress)
         self.snapshot: Snapshot = EMPTY_SNAPSHOT

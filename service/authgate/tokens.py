@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from authgate.egress import EgressClient
 from authgate.errors import TokenError
+from authgate.introspection import NEGATIVE_TTL, POSITIVE_TTL, introspect
 from authgate.jwks import KeyStore
 from authgate.jws import parse_compact
 from authgate.policy.compile import normalize_audience
@@ -55,12 +57,15 @@ def token_scopes(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(scopes)
 
 
-def check_claims(claims: dict[str, Any], entry: CompiledIssuer, now: float) -> float:
-    """Validate the time, audience and required claims; returns `exp`."""
+def check_claims(claims: dict[str, Any], entry: CompiledIssuer, now: float, require_exp: bool = True) -> float:
+    """Validate the time, audience and required claims; returns `exp` (inf when absent and
+    not required: an introspection answer may omit it)."""
     leeway = entry.clock_skew_seconds
     exp = _number(claims, "exp")
     if exp is None:
-        raise TokenError("token has no exp")
+        if require_exp:
+            raise TokenError("token has no exp")
+        exp = float("inf")
     if now > exp + leeway:
         raise TokenError("token expired")
     nbf = _number(claims, "nbf")
@@ -96,10 +101,47 @@ class TokenValidator:
         keys: KeyStore,
         cache: VerifiedTokenCache[VerifiedToken] | None = None,
         clock: Callable[[], float] = time.time,
+        egress: EgressClient | None = None,
     ) -> None:
         self.keys = keys
         self.cache: VerifiedTokenCache[VerifiedToken] = cache if cache is not None else VerifiedTokenCache()
         self.clock = clock
+        self.egress = egress  # for RFC 7662 introspection of opaque tokens
+        self._inactive: dict[tuple[bytes, bytes], float] = {}
+
+    def _verified(self, entry: CompiledIssuer, claims: dict[str, Any], exp: float) -> VerifiedToken:
+        subject = claims.get("sub")
+        client_id = claims.get("client_id", claims.get("azp"))
+        return VerifiedToken(
+            issuer=entry,
+            claims=claims,
+            scopes=token_scopes(claims),
+            subject=subject if isinstance(subject, str) else None,
+            client_id=client_id if isinstance(client_id, str) else None,
+            expires_at=exp,
+        )
+
+    async def _introspected(self, token: str, digest: bytes, policy: CompiledPolicy, now: float) -> VerifiedToken:
+        """An opaque token: asked only of the issuer entries that declare introspection."""
+        entries = [entry for entry in policy.issuers if entry.introspection is not None]
+        if not entries or self.egress is None:
+            raise TokenError("malformed token: not a compact JWS")
+        for entry in entries:
+            if self._inactive.get((entry.cache_key, digest), 0.0) > now:
+                continue
+            answer = await introspect(self.egress, entry, token)
+            if answer.get("active") is not True:
+                if len(self._inactive) > 10_000:
+                    self._inactive.clear()
+                self._inactive[(entry.cache_key, digest)] = now + NEGATIVE_TTL
+                continue
+            if "iss" in answer and answer["iss"] != entry.issuer:
+                raise TokenError("introspection names another issuer")
+            exp = check_claims(answer, entry, now, require_exp=False)
+            verified = self._verified(entry, answer, min(exp, now + POSITIVE_TTL))
+            self.cache.put(entry.cache_key, digest, verified, verified.expires_at, now)
+            return verified
+        raise TokenError("token is not active")
 
     async def validate(self, token: str, policy: CompiledPolicy) -> VerifiedToken:
         now = self.clock()
@@ -109,6 +151,8 @@ class TokenValidator:
             if cached is not None:
                 return cached
 
+        if token.count(".") != 2:
+            return await self._introspected(token, digest, policy, now)
         jws = parse_compact(token)
         claims = jws.payload
         issuer = claims.get("iss")
@@ -123,15 +167,6 @@ class TokenValidator:
         if not any(key.verify(jws.alg, jws.signing_input, jws.signature) for key in candidates[:4]):
             raise TokenError("signature verification failed")
         exp = check_claims(claims, entry, now)
-        subject = claims.get("sub")
-        client_id = claims.get("client_id", claims.get("azp"))
-        verified = VerifiedToken(
-            issuer=entry,
-            claims=claims,
-            scopes=token_scopes(claims),
-            subject=subject if isinstance(subject, str) else None,
-            client_id=client_id if isinstance(client_id, str) else None,
-            expires_at=exp,
-        )
+        verified = self._verified(entry, claims, exp)
         self.cache.put(entry.cache_key, digest, verified, exp, now)
         return verified
