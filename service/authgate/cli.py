@@ -50,6 +50,13 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
         "--insecure-http", action="store_true", help="permit http:// URLs, only to --egress-allow destinations"
     )
     egress.add_argument("--ca-bundle", metavar="PEM", help="extra trusted CA certificates")
+    egress.add_argument(
+        "--egress-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="the longest any outbound call may take, body included",
+    )
     keys = parser.add_argument_group("signing keys")
     keys.add_argument("--jwks-refresh-seconds", type=float, default=300.0)
     keys.add_argument(
@@ -74,6 +81,9 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
             proxy=args.egress_proxy,
             insecure_http=args.insecure_http,
             ca_bundle=args.ca_bundle,
+            connect_timeout=min(3.0, args.egress_timeout),
+            read_timeout=min(5.0, args.egress_timeout),
+            total_timeout=args.egress_timeout,
         ),
         jwks=JwksSettings(
             refresh_interval=args.jwks_refresh_seconds,

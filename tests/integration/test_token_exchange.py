@@ -186,3 +186,59 @@ def test_a_broken_exchange_endpoint_fails_closed(
     assert "authorization" not in response.headers  # never a pass-through of the caller's token
     line = authgate.decisions()[-1]
     assert line["reason"] == "exchange_failed"
+
+
+def test_a_slow_exchange_endpoint_times_out_into_503(
+    idp: OidcProvider, pki: TestCA, start_authgate, caller_token
+) -> None:
+    slow = start_authgate(
+        policies(idp, pki), "--ca-bundle", str(pki.ca_path), "--egress-allow", "127.0.0.1", "--egress-timeout", "0.5"
+    )
+    idp.set_exchange_mode("ok", delay_ms=2000)
+    try:
+        response = slow.nginx_check(RESOURCE, "GET", caller_token())
+    finally:
+        idp.set_exchange_mode("ok")
+    assert response.status_code == 503
+    assert "timeout" in response.json()["error_description"]
+
+
+def test_an_unreachable_exchange_endpoint_fails_closed(
+    idp: OidcProvider, pki: TestCA, start_authgate, caller_token
+) -> None:
+    text = policies(idp, pki).replace(idp.token_endpoint, "https://127.0.0.1:9/token")
+    down = start_authgate(text, "--ca-bundle", str(pki.ca_path), "--egress-allow", "127.0.0.1")
+    response = down.nginx_check(RESOURCE, "GET", caller_token())
+    assert response.status_code == 503 and "authorization" not in response.headers
+
+
+def test_the_python_api_for_mcp_servers(idp: OidcProvider, pki: TestCA, caller_token) -> None:
+    from authgate.egress import EgressPolicy
+    from authgate.exchange import ExchangeFailed, exchange_token
+
+    policy = EgressPolicy(allow=("127.0.0.1",), ca_bundle=str(pki.ca_path))
+    result = asyncio.run(
+        exchange_token(
+            caller_token(),
+            token_endpoint=idp.token_endpoint,
+            client_id=EXCHANGE_CLIENT.client_id,
+            client_secret=EXCHANGE_CLIENT.client_secret,
+            audience=EXCHANGE_AUDIENCE,
+            egress_policy=policy,
+        )
+    )
+    MINTED_TOKENS.add(result.access_token)
+    assert claims(result.access_token)["aud"] == EXCHANGE_AUDIENCE
+    assert result.access_token not in repr(result)  # never printed by accident
+    with pytest.raises(ExchangeFailed) as refused:
+        asyncio.run(
+            exchange_token(
+                "not-a-token",
+                token_endpoint=idp.token_endpoint,
+                client_id=EXCHANGE_CLIENT.client_id,
+                client_secret=EXCHANGE_CLIENT.client_secret,
+                audience=EXCHANGE_AUDIENCE,
+                egress_policy=policy,
+            )
+        )
+    assert refused.value.status == 401  # invalid_grant: the subject token is bad
