@@ -33,6 +33,7 @@ log = logging.getLogger("authgate.exchange")
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 MAX_RESPONSE_BYTES = 64 * 1024
+MTLS_CLIENTS_KEPT = 8  # distinct client certificates kept connected (policies x rotations in flight)
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _SAFE_TEXT = re.compile(r"[^\x20-\x7e]")
 
@@ -95,6 +96,8 @@ class TokenExchanger:
         self._egress_policy = egress_policy
         self._egress = egress or EgressClient(egress_policy)
         self._mtls: dict[bytes, EgressClient] = {}
+        self._last_used: dict[bytes, float] = {}
+        self._in_use: dict[bytes, int] = {}
         self._endpoints: dict[tuple[str, bool], str] = {}
         self._cache: OrderedDict[tuple[bytes, bytes], ExchangedToken] = OrderedDict()
         self._inflight: dict[tuple[bytes, bytes], asyncio.Task[ExchangedToken]] = {}
@@ -104,18 +107,27 @@ class TokenExchanger:
         self.clock = clock
         self.exchanges = 0
 
-    def _client(self, config: CompiledExchange) -> EgressClient:
+    def _client(self, config: CompiledExchange) -> tuple[bytes, EgressClient]:
+        """The egress client for this configuration: the shared one, or one per client
+        certificate. A rotated certificate gets a new client; old ones are closed only once
+        no exchange uses them (an exchange in flight during a rotation completes)."""
         if config.client_certificate is None:
-            return self._egress
+            return b"", self._egress
         cert, key, _ = config.client_certificate
         identity = hashlib.sha256(cert + b"\0" + key).digest()
         client = self._mtls.get(identity)
-        if client is None:  # a rotated certificate is a new identity: the old client is dropped
-            for stale in self._mtls.values():
-                asyncio.get_running_loop().create_task(stale.aclose())
-            self._mtls = {identity: EgressClient(self._egress_policy, (cert, key))}
-            client = self._mtls[identity]
-        return client
+        if client is None:
+            client = self._mtls[identity] = EgressClient(self._egress_policy, (cert, key))
+        self._last_used[identity] = self.clock()
+        return identity, client
+
+    def _retire(self) -> None:
+        """Close mTLS clients beyond the most recently used few, when idle."""
+        keep = set(sorted(self._last_used, key=self._last_used.__getitem__)[-MTLS_CLIENTS_KEPT:])
+        for identity in [i for i in self._mtls if i not in keep and not self._in_use.get(i)]:
+            client = self._mtls.pop(identity)
+            self._last_used.pop(identity, None)
+            asyncio.get_running_loop().create_task(client.aclose())
 
     async def _token_endpoint(self, config: CompiledExchange, client: EgressClient) -> str:
         if config.token_endpoint is not None:
@@ -164,7 +176,17 @@ class TokenExchanger:
 
     async def _exchange(self, config: CompiledExchange, subject_token: str) -> ExchangedToken:
         self.exchanges += 1
-        client = self._client(config)
+        identity, client = self._client(config)
+        self._in_use[identity] = self._in_use.get(identity, 0) + 1
+        try:
+            return await self._exchange_with(config, subject_token, client)
+        finally:
+            self._in_use[identity] -= 1
+            self._retire()
+
+    async def _exchange_with(
+        self, config: CompiledExchange, subject_token: str, client: EgressClient
+    ) -> ExchangedToken:
         endpoint = await self._token_endpoint(config, client)
         form = {
             "grant_type": GRANT_TYPE,
