@@ -25,6 +25,7 @@ from authgate.policy import (
     load_files,
 )
 from authgate.runtime import AuthService, ServiceSettings
+from authgate.sealing import SealingKeyError, SealingKeys
 
 log = logging.getLogger("authgate")
 
@@ -119,6 +120,13 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
     from authgate.server import Listener, serve
 
     service = AuthService(_settings(args))
+    if args.sealing_keys:
+        # Mounted from a Secret the operator creates: a fresh install may start before it
+        # exists. Policies with a facade need it; nothing else does.
+        if os.path.exists(args.sealing_keys):  # noqa: ASYNC240 - startup, once
+            service.sealing_keys = SealingKeys.load(args.sealing_keys)
+        else:
+            log.warning("sealing keys not found; facade policies cannot be served", extra={"path": args.sealing_keys})
     if args.policy:
         service.load(compile_files(args.policy, service.settings.validation))
     elif args.bootstrap_snapshot and os.path.exists(args.bootstrap_snapshot):  # noqa: ASYNC240 - startup, once
@@ -166,7 +174,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except PolicyError as error:
         _print_issues(error)
         return 1
-    except (ValueError, OSError) as error:  # bad flags or files met at startup: say so, no traceback
+    except (ValueError, OSError, SealingKeyError) as error:  # bad flags or files at startup: one line
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -190,7 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.insecure_http = True
     args.egress_allow = [*args.egress_allow, "127.0.0.1"]
     args.bootstrap_snapshot = None
-    args.admin_audience = args.admin_subject = None
+    args.admin_audience = args.admin_subject = args.sealing_keys = None
     print(demo.curl_lines(args.check_port, args.port), flush=True)
     issuer_listener = Listener("demo-issuer", demo.issuer_app(key, issuer), "127.0.0.1", args.issuer_port)
     try:
@@ -292,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--kube-api-server", metavar="URL", help="API server for TokenReview (default: in-cluster)")
     serve.add_argument("--kube-token-file", metavar="F", help="this service's own token (default: in-cluster)")
     serve.add_argument("--kube-ca-file", metavar="PEM", help="the API server's CA (default: in-cluster)")
+    serve.add_argument(
+        "--sealing-keys",
+        metavar="JWKS_FILE",
+        help="symmetric keys (JWKS, oct) that seal the facade's state; newest last",
+    )
     serve.add_argument("--bootstrap-snapshot", metavar="PATH", help="snapshot to start from (the mounted Secret)")
     _add_service_flags(serve)
     serve.set_defaults(func=cmd_serve)

@@ -20,6 +20,7 @@ from authgate.logs import DecisionLog
 from authgate.pipeline import decide
 from authgate.policy import EMPTY_SNAPSHOT, Snapshot, ValidationSettings
 from authgate.request import CheckRequest
+from authgate.sealing import SealingKeys
 from authgate.tokens import TokenValidator
 from authgate.verified_tokens import VerifiedTokenCache
 
@@ -55,6 +56,7 @@ class AuthService:
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.loaded = False
         self.loaded_at: float | None = None
+        self.sealing_keys: SealingKeys | None = None  # the facade's (issue 3) stateless storage
 
     async def start(self) -> None:
         self.keys.start()

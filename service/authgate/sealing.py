@@ -1,0 +1,140 @@
+"""Sealed values: the facade's stateless storage (registrations, transactions, codes,
+wrapped refresh tokens).
+
+A sealed value is a compact JWE (`dir`, A256GCM) whose key is derived with HKDF-SHA256
+from a master key of `--sealing-keys` and the value's purpose, facade issuer and policy
+uid; the plaintext repeats them with an expiry and all are checked on opening. So a value
+sealed for one purpose, facade or policy never opens as another, and never after its
+expiry. Rotation by `kid`: the newest key (last in the file) seals, every key opens.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from jwcrypto import jwe, jwk
+from jwcrypto.common import JWException
+
+from authgate.errors import AuthgateError
+
+_SALT = b"authgate-sealing-v1"
+MIN_KEY_BYTES = 32
+
+
+class SealingKeyError(AuthgateError):
+    """The --sealing-keys file is unusable."""
+
+
+class SealError(AuthgateError):
+    """A sealed value does not open: tampered, expired, or sealed for something else."""
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    kid: str
+    secret: bytes = field(repr=False)
+
+
+def _b64url(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+@dataclass(frozen=True)
+class SealingKeys:
+    keys: tuple[MasterKey, ...]  # the last one seals
+
+    @classmethod
+    def parse(cls, document: object, source: str = "sealing keys") -> SealingKeys:
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list) or not document["keys"]:
+            raise SealingKeyError(f"{source}: expected a JWKS with at least one key")
+        keys: list[MasterKey] = []
+        for index, entry in enumerate(document["keys"]):
+            where = f"{source}: keys[{index}]"
+            if not isinstance(entry, dict) or entry.get("kty") != "oct":
+                raise SealingKeyError(f"{where}: must be a symmetric (oct) key")
+            kid, k = entry.get("kid"), entry.get("k")
+            if not isinstance(kid, str) or not kid or not isinstance(k, str):
+                raise SealingKeyError(f"{where}: needs a kid and k")
+            try:
+                secret = _b64url(k)
+            except ValueError:
+                raise SealingKeyError(f"{where}: k is not base64url") from None
+            if len(secret) < MIN_KEY_BYTES:
+                raise SealingKeyError(f"{where}: k must hold at least {MIN_KEY_BYTES} bytes")
+            if any(key.kid == kid for key in keys):
+                raise SealingKeyError(f"{where}: kid {kid!r} is used twice")
+            keys.append(MasterKey(kid, secret))
+        return cls(tuple(keys))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SealingKeys:
+        try:
+            document = json.loads(Path(path).read_text())
+        except OSError as error:
+            raise SealingKeyError(f"{path}: cannot read ({error.strerror})") from None
+        except ValueError:
+            raise SealingKeyError(f"{path}: not JSON") from None
+        return cls.parse(document, str(path))
+
+    def _derived(self, master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> jwk.JWK:
+        info = "\0".join(("authgate", purpose, issuer, policy_uid)).encode()
+        secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=info).derive(master.secret)
+        return jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(secret).rstrip(b"=").decode())
+
+    def seal(
+        self, purpose: str, issuer: str, policy_uid: str, payload: dict[str, Any], ttl: float, now: float | None = None
+    ) -> str:
+        master = self.keys[-1]
+        body = {
+            "pur": purpose,
+            "iss": issuer,
+            "pol": policy_uid,
+            "exp": int((now or time.time()) + ttl),
+            "dat": payload,
+        }
+        token = jwe.JWE(
+            json.dumps(body, separators=(",", ":")).encode(),
+            protected={"alg": "dir", "enc": "A256GCM", "kid": master.kid},
+        )
+        token.add_recipient(self._derived(master, purpose, issuer, policy_uid))
+        return token.serialize(compact=True)
+
+    def open(self, purpose: str, issuer: str, policy_uid: str, sealed: str, now: float | None = None) -> dict:
+        if not isinstance(sealed, str) or len(sealed) > 16 * 1024 or sealed.count(".") != 4:
+            raise SealError("not a sealed value")
+        try:
+            header = json.loads(_b64url(sealed.split(".", 1)[0]))
+        except ValueError:
+            raise SealError("not a sealed value") from None
+        if not isinstance(header, dict) or header.get("alg") != "dir" or header.get("enc") != "A256GCM":
+            raise SealError("not a sealed value")
+        master = next((key for key in self.keys if key.kid == header.get("kid")), None)
+        if master is None:
+            raise SealError("sealed with an unknown key")
+        token = jwe.JWE()
+        try:
+            token.deserialize(sealed, key=self._derived(master, purpose, issuer, policy_uid))
+            body = json.loads(token.payload)
+        except (JWException, ValueError):
+            raise SealError("sealed value does not open here") from None
+        if (
+            not isinstance(body, dict)
+            or body.get("pur") != purpose
+            or body.get("iss") != issuer
+            or body.get("pol") != policy_uid
+            or not isinstance(body.get("exp"), int)
+        ):
+            raise SealError("sealed value does not open here")
+        if (now or time.time()) >= body["exp"]:
+            raise SealError("sealed value expired")
+        data = body.get("dat")
+        if not isinstance(data, dict):
+            raise SealError("sealed value does not open here")
+        return data
