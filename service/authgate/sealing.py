@@ -83,10 +83,26 @@ class SealingKeys:
             raise SealingKeyError(f"{path}: not JSON") from None
         return cls.parse(document, str(path))
 
-    def _derived(self, master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> jwk.JWK:
+    @staticmethod
+    def _derive(master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> bytes:
         info = "\0".join(("authgate", purpose, issuer, policy_uid)).encode()
-        secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=info).derive(master.secret)
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=info).derive(master.secret)
+
+    def _derived(self, master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> jwk.JWK:
+        secret = self._derive(master, purpose, issuer, policy_uid)
         return jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(secret).rstrip(b"=").decode())
+
+    def mac_key(self, purpose: str, issuer: str, policy_uid: str, sealed_with: str) -> bytes:
+        """Key bytes for a MAC bound to a sealed value: derived from the master key that
+        sealed it (so a rotation does not change MACs of values sealed before it)."""
+        try:
+            kid = json.loads(_b64url(sealed_with.split(".", 1)[0])).get("kid")
+        except (ValueError, AttributeError):
+            raise SealError("not a sealed value") from None
+        master = next((key for key in self.keys if key.kid == kid), None)
+        if master is None:
+            raise SealError("sealed with an unknown key")
+        return self._derive(master, purpose, issuer, policy_uid)
 
     def seal(
         self, purpose: str, issuer: str, policy_uid: str, payload: dict[str, Any], ttl: float, now: float | None = None
