@@ -37,9 +37,9 @@ def client_id(keys) -> str:
     return register(keys, ISSUER, POLICY, request, SCOPES).client_id
 
 
-def params(client_id: str, **overrides) -> dict[str, str]:
+def params(registered: str, /, **overrides) -> dict[str, str]:
     base = {
-        "client_id": client_id,
+        "client_id": registered,
         "redirect_uri": "http://127.0.0.1:61000/cb",
         "response_type": "code",
         "code_challenge": s256(VERIFIER),
