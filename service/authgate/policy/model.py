@@ -65,7 +65,7 @@ class IssuerSpec(_Spec):
     algorithms: list[Literal[ASYMMETRIC_ALGORITHMS]] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
     clock_skew_seconds: int = Field(default=60, ge=0, le=600)
     require_typ: NonEmpty | None = None
-    required_claims: list[NonEmpty] = []
+    required_claims: list[NonEmpty] = Field(default_factory=list)
     introspection: Introspection | None = None
 
 
@@ -86,8 +86,8 @@ class Rule(_Spec):
     mcp_methods: list[NonEmpty] | None = Field(default=None, min_length=1)
     mcp_names: list[NonEmpty] | None = Field(default=None, min_length=1)
     anonymous: bool = False
-    require_scopes: list[NonEmpty] = []
-    require_roles: list[NonEmpty] = []
+    require_scopes: list[NonEmpty] = Field(default_factory=list)
+    require_roles: list[NonEmpty] = Field(default_factory=list)
 
 
 class Cors(_Spec):
@@ -100,7 +100,7 @@ class IdentityHeaders(_Spec):
     scopes: NonEmpty = "X-Auth-Scopes"
     issuer: NonEmpty = "X-Auth-Issuer"
     client_id: NonEmpty = "X-Auth-Client-Id"
-    claims: dict[NonEmpty, NonEmpty] = {}
+    claims: dict[NonEmpty, NonEmpty] = Field(default_factory=dict)
 
 
 class FacadeUpstream(_Spec):
@@ -111,7 +111,7 @@ class FacadeUpstream(_Spec):
     revocation_endpoint: NonEmpty | None = None
     client_id: NonEmpty
     client_secret_ref: SecretKeyRef | None = None
-    scopes: list[NonEmpty] = ["openid"]
+    scopes: list[NonEmpty] = Field(default_factory=lambda: ["openid"])
 
 
 class Facade(_Spec):
@@ -131,7 +131,7 @@ class TokenExchange(_Spec):
     client_certificate_secret_ref: SecretRef | None = None
     audience: NonEmpty | None = None
     resource: NonEmpty | None = None
-    scopes: list[NonEmpty] = []
+    scopes: list[NonEmpty] = Field(default_factory=list)
     requested_token_type: NonEmpty = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 
@@ -140,12 +140,13 @@ class PolicySpec(_Spec):
     hosts: list[NonEmpty] | None = Field(default=None, min_length=1)
     path_prefixes: list[NonEmpty] | None = Field(default=None, min_length=1)
     issuers: list[IssuerSpec] = Field(min_length=1)
-    scope_roles: list[ScopeRole] = []
-    claim_roles: list[ClaimRole] = []
-    rules: list[Rule] = []
+    scope_roles: list[ScopeRole] = Field(default_factory=list)
+    claim_roles: list[ClaimRole] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
     mode: Literal["Enforce", "DryRun"] = "Enforce"
     cors: Cors | None = None
-    identity_headers: IdentityHeaders = IdentityHeaders()
+    # default_factory, not a default instance: pydantic deep-copies default values per model.
+    identity_headers: IdentityHeaders = Field(default_factory=IdentityHeaders)
     facade: Facade | None = None
     token_exchange: TokenExchange | None = None
 
