@@ -155,15 +155,15 @@ class Controller:
             if compiled.version != self.version:
                 self.generation += 1
             self._prepare(compiled)
+        push_error = await self._store() if not self.stored else None
         endpoints = await self.kube.endpoints(self.config.service)
         reports = await self.replicas.sync(endpoints, self.generation, compiled.version, self.body)
         newer = max((r.generation or 0 for r in reports), default=0)
         if newer > self.generation:  # a replica already has a later generation: go past it
             self.generation = newer + 1
             self._prepare(compiled)
+            push_error = await self._store() or push_error
             reports = await self.replicas.sync(endpoints, self.generation, compiled.version, self.body)
-        # The bootstrap copy is written after the push: it is off the apply-to-enforced path.
-        push_error = await self._store() if not self.stored else None
         synced = sum(1 for r in reports if r.enforces(self.generation, compiled.version))
         errors = [r.error for r in reports if r.error]
         push_error = push_error or (errors[0] if errors else None)

@@ -35,7 +35,6 @@ class Replicas:
         self._token = token
         self.attempts = attempts
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
-        self._known: dict[str, tuple[int | None, str | None]] = {}  # address → what it last reported
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"}
@@ -94,24 +93,15 @@ class Replicas:
         """Bring every endpoint to (generation, version); report what each enforces after."""
 
         async def one(endpoint: Endpoint) -> ReplicaReport:
-            known = self._known.get(endpoint.address)
-            if known is not None and known != (generation, version):
-                report = ReplicaReport(endpoint)  # known to be behind: push without asking first
-            else:
-                report = await self.report(endpoint)
-                self._known[endpoint.address] = (report.generation, report.version)
-                if report.enforces(generation, version):
-                    return report
+            report = await self.report(endpoint)
+            if report.enforces(generation, version):
+                return report
             status, error = await self.push(endpoint, body)
             if status == 200:
                 report.generation, report.version, report.error = generation, version, None
-                self._known[endpoint.address] = (generation, version)
                 if not report.policies:
                     report = await self.report(endpoint)
             else:
-                # Learn what it does enforce (a later generation after a 409, say).
-                report = await self.report(endpoint)
-                self._known[endpoint.address] = (report.generation, report.version)
                 report.error = error
             return report
 
