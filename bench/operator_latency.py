@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 from kubernetes_asyncio import client
 from tests.support.cluster import session_cluster, stop_session_cluster
 from tests.support.installation import System, eventually, policy
@@ -151,5 +150,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-_ = yaml

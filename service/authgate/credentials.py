@@ -6,10 +6,21 @@ RFC 6750 §2.1; the query string (§2.3) and form bodies are never read.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from authgate.errors import TokenError
 
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 §2.1 b64token
+
+
+def is_b64token(value: str) -> bool:
+    """Can `value` travel as a bearer token (and so in a header) as is?"""
+    return bool(_B64TOKEN.match(value))
+
+
+def client_secret_basic(client_id: str, client_secret: str) -> tuple[str, str]:
+    """HTTP Basic credentials of an OAuth client: both parts form-urlencoded first (RFC 6749 §2.3.1)."""
+    return quote(client_id, safe="").replace("%20", "+"), quote(client_secret, safe="").replace("%20", "+")
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -24,6 +35,6 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     value = value.strip()
-    if not value or not _B64TOKEN.match(value):
+    if not value or not is_b64token(value):
         raise TokenError("malformed bearer credentials")
     return value

@@ -21,8 +21,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
+from authgate.credentials import client_secret_basic, is_b64token
 from authgate.egress import EgressClient, EgressPolicy
 from authgate.errors import AuthgateError, EgressError
 from authgate.jwks import discovery_urls
@@ -34,7 +34,6 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 MAX_RESPONSE_BYTES = 64 * 1024
 MTLS_CLIENTS_KEPT = 8  # distinct client certificates kept connected (policies x rotations in flight)
-_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _SAFE_TEXT = re.compile(r"[^\x20-\x7e]")
 
 
@@ -56,11 +55,6 @@ class ExchangeFailed(AuthgateError):
         self.upstream_error = upstream_error
 
 
-def _form_encode(value: str) -> str:
-    """RFC 6749 §2.3.1: client id and secret are form-urlencoded before HTTP Basic."""
-    return quote(value, safe="").replace("%20", "+")
-
-
 def _parse_response(status: int, body: dict) -> tuple[str, str, int | None, str | None]:
     if status != 200:
         error = body.get("error") if isinstance(body.get("error"), str) else "unknown"
@@ -72,7 +66,7 @@ def _parse_response(status: int, body: dict) -> tuple[str, str, int | None, str 
     token = body.get("access_token")
     token_type = body.get("token_type")
     issued = body.get("issued_token_type", ACCESS_TOKEN_TYPE)
-    if not isinstance(token, str) or not _B64TOKEN.match(token) or len(token) > 16 * 1024:
+    if not isinstance(token, str) or not is_b64token(token) or len(token) > 16 * 1024:
         raise ExchangeFailed(503, "token exchange answered without a usable access_token")
     if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "n_a"):
         raise ExchangeFailed(503, "token exchange answered with an unusable token_type")
@@ -202,7 +196,7 @@ class TokenExchanger:
             form["scope"] = " ".join(config.scopes)
         auth = None
         if config.client_secret is not None:
-            auth = (_form_encode(config.client_id), _form_encode(config.client_secret))
+            auth = client_secret_basic(config.client_id, config.client_secret)
         else:
             form["client_id"] = config.client_id  # tls_client_auth names the client in the body
         try:

@@ -8,8 +8,8 @@ cached for at most min(exp, 60 s) so that revocation takes effect; negative ones
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote
 
+from authgate.credentials import client_secret_basic
 from authgate.egress import EgressClient
 from authgate.errors import EgressError, KeysUnavailable
 from authgate.policy.snapshot import CompiledIssuer
@@ -18,10 +18,6 @@ log = logging.getLogger("authgate.introspection")
 MAX_RESPONSE_BYTES = 64 * 1024
 POSITIVE_TTL = 60.0
 NEGATIVE_TTL = 5.0
-
-
-def _form_encode(value: str) -> str:
-    return quote(value, safe="").replace("%20", "+")  # RFC 6749 §2.3.1
 
 
 async def introspect(egress: EgressClient, entry: CompiledIssuer, token: str) -> dict:
@@ -33,7 +29,7 @@ async def introspect(egress: EgressClient, entry: CompiledIssuer, token: str) ->
             "POST",
             client.endpoint,
             data={"token": token, "token_type_hint": "access_token"},
-            auth=(_form_encode(client.client_id), _form_encode(client.client_secret)),
+            auth=client_secret_basic(client.client_id, client.client_secret),
             headers={"Accept": "application/json"},
             max_bytes=MAX_RESPONSE_BYTES,
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.integration.test_chart import CHART_DIR, Chart
+from tests.integration.test_chart import Chart
 from tests.support.cluster import Cluster
 from tests.support.tools import require_built
 
@@ -90,6 +90,3 @@ def test_values_schema_refuses_a_typo_at_install_time(cluster: Cluster, namespac
     assert result.returncode != 0
     assert "replicaz" in result.stderr
     assert objects(cluster, "deployments", namespace) == []
-
-
-_ = CHART_DIR

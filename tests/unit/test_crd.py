@@ -2,7 +2,7 @@
 source users see; the model is what authgate enforces)."""
 
 from pathlib import Path
-from typing import Union, get_args, get_origin
+from typing import get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
@@ -69,6 +69,3 @@ def test_crd_names_and_columns():
 def test_crd_algorithms_are_the_asymmetric_ones():
     issuers = crd_version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["issuers"]
     assert tuple(issuers["items"]["properties"]["algorithms"]["items"]["enum"]) == ASYMMETRIC_ALGORITHMS
-
-
-_ = Union  # typing helpers used by model_of through get_args

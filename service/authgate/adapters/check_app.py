@@ -36,7 +36,7 @@ def _common(headers: dict[bytes, str]) -> dict:
         "mcp_name": mcp_value(headers.get(b"mcp-name"), "Mcp-Name"),
         "origin": headers.get(b"origin"),
         "access_control_request_method": headers.get(b"access-control-request-method"),
-        "request_id": request_id(headers),
+        "request_id": request_id(headers.get(b"x-request-id")),
     }
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
-from dataclasses import replace
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -23,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from authgate import metrics
-from authgate.adapters.headers import MAX_HEADER_VALUE, BadRequest, mcp_value, method
+from authgate.adapters.headers import MAX_HEADER_VALUE, BadRequest, mcp_value, method, request_id
 from authgate.adapters.render import render
 from authgate.decision import Decision, bad_request, internal_error
 from authgate.request import CheckRequest
@@ -33,7 +31,6 @@ from authgate.target import TargetError, normalize_host, normalize_path
 log = logging.getLogger("authgate.grpc")
 SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 _POLICY_REF = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _GRPC_CODE = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED, 400: code_pb2.INVALID_ARGUMENT}
 
@@ -64,7 +61,8 @@ def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:
         path = normalize_path(http.path)
     except TargetError as error:
         raise BadRequest(str(error)) from None
-    rid = headers.get("x-request-id") or http.id  # the x-request-id Envoy logs, else its stream id
+    # the x-request-id Envoy logs, else its stream id, else a new one
+    rid = request_id(headers.get("x-request-id") or http.id or None)
     return CheckRequest(
         host=host,
         path=path,
@@ -74,7 +72,7 @@ def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:
         mcp_name=mcp_value(headers.get("mcp-name"), "Mcp-Name"),
         origin=headers.get("origin"),
         access_control_request_method=headers.get("access-control-request-method"),
-        request_id=rid if _REQUEST_ID.match(rid) else "",
+        request_id=rid,
         policy_ref=policy_ref,
     )
 
@@ -124,14 +122,8 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
             log.exception("gRPC check request parsing failed")
             decision = internal_error()
         else:
-            if not check_request.request_id:
-                check_request = _with_request_id(check_request)
             decision = await self.service.check(check_request, "envoy-grpc")
         return check_response(decision, check_request.request_id if check_request else "")
-
-
-def _with_request_id(request: CheckRequest) -> CheckRequest:
-    return replace(request, request_id=secrets.token_hex(8))
 
 
 class GrpcServer:

@@ -54,8 +54,8 @@ def mcp_value(value: str | None, header: str) -> str | None:
     return value
 
 
-def request_id(headers: dict[bytes, str]) -> str:
-    candidate = headers.get(b"x-request-id")
+def request_id(candidate: str | None) -> str:
+    """The proxy's request id when it is sane (it ties our log line to the proxy's), else a new one."""
     if candidate is not None and _REQUEST_ID.match(candidate):
         return candidate
     return secrets.token_hex(8)
