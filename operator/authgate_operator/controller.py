@@ -81,7 +81,6 @@ class Controller:
         self.stored = False
         self._compiled: Compiled | None = None
         self._compiled_inputs: bytes = b""
-        self.rounds = 0
         self._wake = asyncio.Event()
         self._seeded = asyncio.Event()
         self._events_sent: dict[tuple[str, str], str] = {}
@@ -143,7 +142,6 @@ class Controller:
 
     async def reconcile(self) -> bool:
         """One round. True when something is still pending (a replica not yet in sync)."""
-        self.rounds += 1
         objects = list(self.policies.values())
         secrets = await self._secrets(objects)
         inputs = _fingerprint(objects, secrets)
