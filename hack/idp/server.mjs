@@ -64,6 +64,7 @@ function generateJwks() {
   return { keys };
 }
 
+const started = performance.now();
 const jwks = config.jwksPath
   ? JSON.parse(fs.readFileSync(config.jwksPath, 'utf8'))
   : generateJwks();
@@ -395,7 +396,19 @@ const server = config.tls
   }, provider.callback())
   : http.createServer(provider.callback());
 
-const listening = [new Promise((resolve) => { server.listen(port, host, resolve); })];
+// A listener that cannot bind ends the process with the reason, so the caller
+// sees it at once instead of waiting for READY.
+function listen(srv, listenPort, listenHost) {
+  return new Promise((resolve) => {
+    srv.once('error', (err) => {
+      process.stderr.write(`cannot listen on ${listenHost}:${listenPort}: ${err.message}\n`);
+      process.exit(1);
+    });
+    srv.listen(listenPort, listenHost, resolve);
+  });
+}
+
+const listening = [listen(server, port, host)];
 
 // RFC 8705 listener: asks for a client certificate but lets the handshake
 // through without one (or with an untrusted one), so oidc-provider answers
@@ -409,10 +422,11 @@ if (config.mtls) {
     requestCert: true,
     rejectUnauthorized: false,
   }, provider.callback());
-  listening.push(new Promise((resolve) => { mtlsServer.listen(config.mtls.port, config.mtls.host ?? host, resolve); }));
+  listening.push(listen(mtlsServer, config.mtls.port, config.mtls.host ?? host));
 }
 
 Promise.all(listening).then(() => {
+  process.stderr.write(`started in ${Math.round(performance.now() - started)} ms\n`);
   process.stdout.write(`READY ${provider.issuer}\n`);
 });
 

@@ -303,7 +303,7 @@ class OidcProvider:
     def revocation_endpoint(self) -> str:
         return self.discovery["revocation_endpoint"]
 
-    def start(self, timeout: float = 30.0) -> OidcProvider:
+    def start(self, timeout: float = 90.0) -> OidcProvider:
         problem = install_problem(self.node)
         if problem:
             raise IdpError(problem)

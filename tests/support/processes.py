@@ -152,7 +152,10 @@ class Process:
                 raise ProcessError(f"{self.name} exited with {self.returncode} before it was ready\n" + self.log_tail())
             if time.monotonic() > deadline:
                 self.stop()
-                raise ProcessError(f"{self.name} not ready after {timeout:.0f}s ({ready})\n" + self.log_tail())
+                load = " ".join(f"{n:.1f}" for n in os.getloadavg())
+                raise ProcessError(
+                    f"{self.name} not ready after {timeout:.0f}s ({ready}; load average {load})\n" + self.log_tail()
+                )
             time.sleep(0.02)
 
     @property
