@@ -15,8 +15,11 @@
 //   user              {sub, claims}: the account every interaction logs in;
 //                     claims go into its ID tokens and access tokens
 //   extraTokenClaims  optional object merged into every access token
-//   jwksPath          optional private JWKS file; default: fresh RSA 2048,
-//                     EC P-256 and Ed25519 keys generated at startup
+//   jwksPath          private JWKS file (RS256, ES256 and EdDSA keys, each with
+//                     alg, use and kid; tests/support/idp.py writes a fresh one).
+//                     Not generated here: Node 20 can deadlock when a GC runs
+//                     during the JWK export of a freshly generated RSA key
+//                     (KeyGenJob destructor vs ExportJWK, seen ~1 start in 10).
 //   exchange          optional RFC 8693 token exchange grant
 //                     (urn:ietf:params:oauth:grant-type:token-exchange):
 //                     {clients: [client ids allowed to exchange], scopes: "allowed
@@ -50,24 +53,9 @@ const port = config.port ?? Number(issuerUrl.port);
 const resources = config.resources ?? {};
 const user = config.user ?? { sub: 'alice', claims: {} };
 
-// One signing key per algorithm family; `alg` pins each key to one algorithm so
-// a resource's `alg` selects exactly one key.
-function generateJwks() {
-  const keys = [
-    ['RS256', crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })],
-    ['ES256', crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })],
-    ['EdDSA', crypto.generateKeyPairSync('ed25519')],
-  ].map(([alg, { privateKey }]) => {
-    const jwk = privateKey.export({ format: 'jwk' });
-    return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${crypto.randomUUID().slice(0, 8)}` };
-  });
-  return { keys };
-}
-
 const started = performance.now();
-const jwks = config.jwksPath
-  ? JSON.parse(fs.readFileSync(config.jwksPath, 'utf8'))
-  : generateJwks();
+if (!config.jwksPath) throw new Error('config.jwksPath is required');
+const jwks = JSON.parse(fs.readFileSync(config.jwksPath, 'utf8'));
 
 // Public halves of the signing keys, to verify subject tokens; one RS256 key to
 // sign exchanged tokens with.

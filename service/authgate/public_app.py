@@ -1,19 +1,24 @@
-"""The public port: discovery documents that clients reach through the ingress.
+"""The public port: what clients reach through the ingress. RFC 9728 protected-resource
+metadata, and each policy's authorization-server facade (`authgate.facade.endpoints`).
 
 It never answers ext-authz checks (those hand out identity headers).
 """
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from authgate.facade.endpoints import Facade
 from authgate.metadata import WELL_KNOWN, find_policy, protected_resource_metadata
 from authgate.runtime import AuthService
 from authgate.target import TargetError, normalize_host, normalize_path
 
+log = logging.getLogger("authgate.facade")
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, OPTIONS"}
 
 
@@ -22,6 +27,8 @@ def _error(status: int, error: str, description: str) -> JSONResponse:
 
 
 def create_public_app(service: AuthService) -> Starlette:
+    facade = Facade(service)
+
     async def protected_resource(request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=_CORS | {"Access-Control-Max-Age": "600"})
@@ -38,6 +45,16 @@ def create_public_app(service: AuthService) -> Starlette:
             protected_resource_metadata(policy), headers=_CORS | {"Cache-Control": "public, max-age=300"}
         )
 
+    async def facade_endpoint(request: Request) -> Response:
+        route = facade.route(request.headers.get("host", ""), request.url.path)
+        if route is None:
+            return _error(404, "not_found", "not found")
+        try:
+            return await facade.handle(request, route)
+        except Exception:  # never a stack trace or a 500 to a client
+            log.exception("facade request failed", extra={"policy": route.policy.ref, "endpoint": route.endpoint})
+            return _error(503, "temporarily_unavailable", "the request could not be completed")
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "not_found", "not found")
 
@@ -48,6 +65,7 @@ def create_public_app(service: AuthService) -> Starlette:
         routes=[
             Route(WELL_KNOWN, protected_resource, methods=["GET", "OPTIONS"]),
             Route(WELL_KNOWN + "/{rest:path}", protected_resource, methods=["GET", "OPTIONS"]),
+            Route("/{rest:path}", facade_endpoint, methods=["GET", "POST", "OPTIONS"]),
         ],
         exception_handlers={404: not_found, 405: method_not_allowed},
     )

@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
+from tests.support.keys import SigningKey
 from tests.support.ports import free_port
 from tests.support.processes import LinePrefix, Process
 from tests.support.tls import IssuedCert, TestCA
@@ -246,8 +247,7 @@ class OidcProvider:
         }
         if default_resource:
             self.config["defaultResource"] = default_resource
-        if jwks_path:
-            self.config["jwksPath"] = os.fspath(jwks_path)
+        self.config["jwksPath"] = os.fspath(jwks_path or self._fresh_jwks())
         self.config["exchange"] = dict(default_exchange() if exchange is None else exchange)
         if test_controls:
             self.config["testControls"] = True
@@ -274,6 +274,17 @@ class OidcProvider:
         self.config_path = self.work_dir / "idp-config.json"
         self.process: Process | None = None
         self.discovery: dict[str, Any] = {}
+
+    def _fresh_jwks(self) -> Path:
+        """Private RS256, ES256 and EdDSA signing keys for this run (server.mjs does not
+        generate keys: see its jwksPath note)."""
+        keys = []
+        for alg in ("RS256", "ES256", "EdDSA"):
+            key = SigningKey.generate(alg)
+            keys.append({**json.loads(key.key.export_private()), "alg": alg, "use": "sig"})
+        path = self.work_dir / "jwks.json"
+        path.write_text(json.dumps({"keys": keys}))
+        return path
 
     @property
     def jwks_uri(self) -> str:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from authgate.facade.redirects import redirect_matches
-from authgate.facade.registration import registered_client
-from authgate.sealing import SealError, SealingKeys
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.1
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")  # base64url(SHA-256), no padding
@@ -52,6 +50,7 @@ class AuthorizationRequest:
     state: str | None
     code_challenge: str
     resource: str
+    redirect_uri_given: bool  # the token request must then repeat it (RFC 6749 §4.1.3)
 
 
 def with_params(uri: str, params: dict[str, str]) -> str:
@@ -63,22 +62,20 @@ def with_params(uri: str, params: dict[str, str]) -> str:
 
 def check_authorization_request(
     params: dict[str, str],
-    keys: SealingKeys,
-    issuer: str,
-    policy_uid: str,
+    client: dict | None,
     resource: str,
     allowed_scopes: frozenset[str],
     redirect_mode: str = "loopback-any-port",
 ) -> AuthorizationRequest:
+    """`client`: the metadata of the client `params["client_id"]` names (None: unknown)."""
     client_id = params.get("client_id")
     if not client_id:
         raise ShowError("the request names no client_id")
-    try:
-        client = registered_client(keys, issuer, policy_uid, client_id)
-    except SealError:
-        raise ShowError("unknown client: register it first") from None
+    if client is None:
+        raise ShowError("unknown client: register it first")
     registered = client.get("redirect_uris") or []
     redirect_uri = params.get("redirect_uri")
+    redirect_uri_given = redirect_uri is not None
     if redirect_uri is None:
         if len(registered) != 1:
             raise ShowError("redirect_uri is required when the client registered several")
@@ -107,4 +104,4 @@ def check_authorization_request(
     registered_scope = client.get("scope")
     if registered_scope is not None and not set(scopes) <= set(registered_scope.split()):
         raise fail("invalid_scope", "a requested scope was not registered for this client")
-    return AuthorizationRequest(client_id, client, redirect_uri, scopes, state, challenge, resource)
+    return AuthorizationRequest(client_id, client, redirect_uri, scopes, state, challenge, resource, redirect_uri_given)

@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from authgate.facade.redirects import RedirectError, check_redirect_uri
+from authgate.facade.redirects import RedirectError, check_redirect_uri, is_loopback
 from authgate.sealing import SealingKeys
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
@@ -66,7 +66,10 @@ def validate_metadata(request: object, allowed_scopes: frozenset[str]) -> dict:
     response_types = _strings(request.get("response_types", ["code"]), "response_types")
     if response_types != ["code"]:
         raise RegistrationError("invalid_client_metadata", 'response_types must be ["code"]')
-    application_type = request.get("application_type", "web")
+    # OIDC Registration defaults to web, but MCP clients register loopback redirects without
+    # saying native (RFC 8252): infer native when every redirect URI is loopback http.
+    inferred = "native" if all(is_loopback(uri) for uri in redirect_uris) else "web"
+    application_type = request.get("application_type", inferred)
     if application_type not in ("web", "native"):
         raise RegistrationError("invalid_client_metadata", "application_type must be web or native")
     if application_type == "web" and any(not uri.lower().startswith("https:") for uri in redirect_uris):

@@ -23,9 +23,11 @@ from authgate.policy.snapshot import (
     FORMAT_VERSION,
     ClaimRoleMapping,
     CompiledExchange,
+    CompiledFacade,
     CompiledIssuer,
     CompiledPolicy,
     CompiledRule,
+    CompiledUpstream,
     IdentityHeaderNames,
     IntrospectionClient,
     Snapshot,
@@ -37,7 +39,7 @@ from authgate.policy.validate import (
     resolve_ownership,
     validate_policy,
 )
-from authgate.target import normalize_path
+from authgate.target import normalize_host, normalize_path
 
 _UID_NAMESPACE = uuid.UUID("6f1f4a9e-8d55-4d57-9a0e-3b3c8b0f7a11")
 
@@ -120,6 +122,46 @@ def _compile_exchange(spec: PolicySpec, namespace: str, name: str, uid: str, sec
     )
 
 
+def facade_issuer(spec: PolicySpec) -> str | None:
+    """The facade's issuer identifier: as configured (without a trailing slash), else https://<first host>."""
+    if spec.facade is None:
+        return None
+    return (spec.facade.issuer or f"https://{effective_hosts(spec)[0]}").rstrip("/")
+
+
+def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> CompiledFacade | None:
+    facade = spec.facade
+    if facade is None:
+        return None
+    issuer = facade_issuer(spec)
+    assert issuer is not None
+    parts = urlsplit(issuer)
+    upstream = facade.upstream
+    secret = None
+    if upstream.client_secret_ref is not None:
+        ref = upstream.client_secret_ref
+        secret = (secrets.get(namespace, ref.name, ref.key) or b"").decode()
+    return CompiledFacade(
+        issuer=issuer,
+        host=normalize_host(parts.netloc, parts.scheme),
+        path=parts.path,
+        upstream=CompiledUpstream(
+            issuer=upstream.issuer,
+            authorization_endpoint=upstream.authorization_endpoint,
+            token_endpoint=upstream.token_endpoint,
+            introspection_endpoint=upstream.introspection_endpoint,
+            revocation_endpoint=upstream.revocation_endpoint,
+            client_id=upstream.client_id,
+            client_secret=secret,
+            scopes=tuple(upstream.scopes),
+        ),
+        consent=facade.consent,
+        redirect_uris=facade.redirect_uris,
+        dynamic_registration=facade.dynamic_registration,
+        client_metadata_documents=facade.client_metadata_documents,
+    )
+
+
 def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
     """Compile one policy that `validate_policy` accepted."""
     policy = source.policy
@@ -171,13 +213,15 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
     scopes.discard("offline_access")  # RFC 9728 metadata never advertises it (MCP)
 
     hosts = tuple(effective_hosts(spec))
-    if spec.facade is not None:
-        authorization_servers: tuple[str, ...] = (spec.facade.issuer or f"https://{hosts[0]}",)
+    facade = _compile_facade(spec, namespace, secrets)
+    if facade is not None:
+        authorization_servers: tuple[str, ...] = (facade.issuer,)
     else:
         authorization_servers = tuple(entry.issuer for entry in spec.issuers)
     headers = spec.identity_headers
     return CompiledPolicy(
         token_exchange=_compile_exchange(spec, namespace, name, uid, secrets),
+        facade=facade,
         namespace=namespace,
         name=name,
         uid=uid,

@@ -40,6 +40,37 @@ class CompiledExchange:
 
 
 @dataclass(frozen=True)
+class CompiledUpstream:
+    """spec.facade.upstream with its Secret resolved: the facade's own client at the real IdP."""
+
+    issuer: str
+    authorization_endpoint: str | None  # None: from the issuer's discovery document
+    token_endpoint: str | None
+    introspection_endpoint: str | None
+    revocation_endpoint: str | None
+    client_id: str
+    client_secret: str | None = field(repr=False)  # None: a public client (PKCE only)
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompiledFacade:
+    """spec.facade: where the facade answers and how it behaves."""
+
+    issuer: str  # exactly as clients see it (RFC 8414 §2), no trailing slash
+    host: str  # normalized host of the issuer, for routing on the public port
+    path: str  # the issuer's path ("" at the root); endpoints live under <path>/oauth2/
+    upstream: CompiledUpstream
+    consent: str  # always | remember
+    redirect_uris: str  # loopback-any-port | exact
+    dynamic_registration: bool
+    client_metadata_documents: bool
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.issuer}/oauth2/{name}"
+
+
+@dataclass(frozen=True)
 class CompiledIssuer:
     issuer: str
     jwks_uri: str | None  # None: discovered from the issuer's metadata
@@ -131,6 +162,7 @@ class CompiledPolicy:
     authorization_servers: tuple[str, ...]
     spec: object = field(repr=False, compare=False)  # the typed PolicySpec, for later stages
     token_exchange: CompiledExchange | None = None
+    facade: CompiledFacade | None = None
 
     @property
     def ref(self) -> str:

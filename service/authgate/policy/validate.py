@@ -287,6 +287,22 @@ def validate_policy(
     if spec.facade is not None:
         facade = spec.facade
         url(facade.issuer, "spec.facade.issuer", https_only=True)
+        issuer = facade.issuer or f"https://{effective_hosts(spec)[0]}"
+        parts = urlsplit(issuer)
+        if parts.query or parts.fragment or "#" in issuer:
+            emit("spec.facade.issuer", "an issuer has no query or fragment (RFC 8414 §2)")
+        try:
+            issuer_host = normalize_host(parts.netloc, parts.scheme)
+        except TargetError:
+            issuer_host = None
+        owned = set()
+        for host in effective_hosts(spec):
+            try:
+                owned.add(normalize_host(host))
+            except TargetError:
+                pass
+        if facade.issuer is not None and issuer_host is not None and issuer_host not in owned:
+            emit("spec.facade.issuer", "the facade issuer's host must be one of this policy's hosts")
         upstream = facade.upstream
         url(upstream.issuer, "spec.facade.upstream.issuer")
         for name in ("authorization_endpoint", "token_endpoint", "introspection_endpoint", "revocation_endpoint"):
@@ -326,6 +342,12 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _facade_issuer(spec: PolicySpec) -> str | None:
+    if spec.facade is None:
+        return None
+    return (spec.facade.issuer or f"https://{effective_hosts(spec)[0]}").rstrip("/").lower()
+
+
 def _age_key(source: PolicySource) -> tuple[str, int]:
     # RFC 3339 timestamps from the API sort lexically; file-mode policies have none and
     # keep their input order.
@@ -341,26 +363,34 @@ def resolve_ownership(sources: list[PolicySource]) -> tuple[list[PolicySource], 
     """
     owners: dict[str, str] = {}
     claims: dict[tuple[str, str], PolicySource] = {}
+    facades: dict[str, PolicySource] = {}
     accepted: list[PolicySource] = []
     issues: list[PolicyIssue] = []
     for source in sorted(sources, key=_age_key):
         spec = source.policy.spec
         namespace = source.policy.metadata.namespace
         hosts, prefixes = effective_hosts(spec), effective_prefixes(spec)
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []
+        issuer = _facade_issuer(spec)
+        if issuer is not None and issuer in facades:
+            problems.append(("spec.facade.issuer", f"{issuer} is already the facade of {facades[issuer].policy.ref}"))
         for host in hosts:
             owner = owners.get(host)
             if owner is not None and owner != namespace:
-                problems.append(f"host {host} belongs to namespace {owner}")
+                problems.append(("spec.hosts", f"host {host} belongs to namespace {owner}"))
             for prefix in prefixes:
                 holder = claims.get((host, prefix))
                 if holder is not None:
-                    problems.append(f"host {host} and prefix {prefix} are already claimed by {holder.policy.ref}")
+                    problems.append(
+                        ("spec.hosts", f"host {host} and prefix {prefix} are already claimed by {holder.policy.ref}")
+                    )
         if problems:
             issues.extend(
-                PolicyIssue(source.source, source.document, "spec.hosts", problem, "Conflict") for problem in problems
+                PolicyIssue(source.source, source.document, field, problem, "Conflict") for field, problem in problems
             )
             continue
+        if issuer is not None:
+            facades[issuer] = source
         for host in hosts:
             owners.setdefault(host, namespace)
             for prefix in prefixes:

@@ -13,8 +13,8 @@ from authgate.facade.authorize import (
     s256,
     with_params,
 )
-from authgate.facade.registration import register
-from authgate.sealing import SealingKeys
+from authgate.facade.registration import register, registered_client
+from authgate.sealing import SealError, SealingKeys
 
 ISSUER, POLICY, RESOURCE = "https://mcp.example.com", "uid-1", "https://mcp.example.com/mcp"
 SCOPES = frozenset({"mcp:read", "mcp:write"})
@@ -53,7 +53,11 @@ def params(registered: str, /, **overrides) -> dict[str, str]:
 
 
 def check(keys, request):
-    return check_authorization_request(request, keys, ISSUER, POLICY, RESOURCE, SCOPES)
+    try:
+        client = registered_client(keys, ISSUER, POLICY, request.get("client_id", ""))
+    except SealError:
+        client = None
+    return check_authorization_request(request, client, RESOURCE, SCOPES)
 
 
 def test_a_good_request_passes(keys, client_id):

@@ -109,7 +109,8 @@ def test_identical_registrations_are_different_clients(keys):
         ({}, "invalid_client_metadata"),
         ({"redirect_uris": []}, "invalid_redirect_uri"),
         ({"redirect_uris": ["javascript:x"]}, "invalid_redirect_uri"),
-        ({"redirect_uris": ["http://127.0.0.1/cb"]}, "invalid_redirect_uri"),  # web app on http
+        ({"redirect_uris": ["http://127.0.0.1/cb"], "application_type": "web"}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["http://127.0.0.1/cb", "https://a.example/cb"]}, "invalid_redirect_uri"),  # mixed: web
         (
             {"redirect_uris": ["https://a.example.com/cb"], "grant_types": ["client_credentials"]},
             "invalid_client_metadata",

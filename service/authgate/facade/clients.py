@@ -1,0 +1,211 @@
+"""Who the facade's clients are, and how they prove it at the token endpoint.
+
+A client_id is either one the facade issued at registration (its metadata sealed inside
+it, `registration.py`) or, with `clientMetadataDocuments`, an https URL naming an MCP
+Client ID Metadata Document, fetched through the egress client (SSRF screening, size
+cap, timeout) and cached. A metadata document must name itself and describes a public
+client: it can hold no secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import unquote_plus, urlsplit
+
+from authgate.egress import EgressClient
+from authgate.errors import EgressError
+from authgate.facade.registration import RegistrationError, registered_client, secret_matches, validate_metadata
+from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
+from authgate.sealing import SealError, SealingKeys
+
+log = logging.getLogger("authgate.facade")
+
+MAX_DOCUMENT_BYTES = 5 * 1024  # MCP: a client metadata document is small
+DOCUMENT_TTL = (60.0, 300.0, 3600.0)  # min, default, max seconds a fetched document is reused
+FAILURE_TTL = 30.0
+MAX_DOCUMENTS = 1000
+
+
+class ClientError(ValueError):
+    """The client is unknown or failed to authenticate (RFC 6749 §5.2 invalid_client)."""
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    metadata: dict
+    from_document: bool = False
+
+    @property
+    def auth_method(self) -> str:
+        return self.metadata.get("token_endpoint_auth_method", "none")
+
+    @property
+    def display_name(self) -> str:
+        name = self.metadata.get("client_name")
+        if name:
+            return name
+        return urlsplit(self.client_id).hostname or "" if self.from_document else "an unnamed application"
+
+    @property
+    def log_id(self) -> str:
+        """What logs show: a document's URL, or the head of a (long, sealed) issued client_id."""
+        return self.client_id if self.from_document else self.client_id[-16:]
+
+
+def is_document_url(client_id: str) -> bool:
+    """MCP: an https URL with a path names a Client ID Metadata Document."""
+    parts = urlsplit(client_id)
+    return parts.scheme == "https" and bool(parts.hostname) and parts.path not in ("", "/")
+
+
+@dataclass
+class _Cached:
+    expires: float
+    metadata: dict | None
+    problem: str | None
+
+
+class ClientDocuments:
+    """Fetched client metadata documents, bounded, with single-flight per URL."""
+
+    def __init__(self, egress: EgressClient) -> None:
+        self._egress = egress
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[_Cached]] = {}
+
+    async def get(self, url: str, allowed_scopes: frozenset[str]) -> dict:
+        now = time.monotonic()
+        entry = self._cache.get(url)
+        if entry is None or entry.expires <= now:
+            entry = await self._fetch_once(url, allowed_scopes)
+        if entry.metadata is None:
+            raise ClientError(entry.problem or "client metadata document unusable")
+        return entry.metadata
+
+    async def _fetch_once(self, url: str, allowed_scopes: frozenset[str]) -> _Cached:
+        pending = self._inflight.get(url)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Cached] = asyncio.get_running_loop().create_future()
+        self._inflight[url] = future
+        try:
+            entry = await self._fetch(url, allowed_scopes)
+            future.set_result(entry)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters see it, nothing logs "never retrieved"
+            raise
+        finally:
+            del self._inflight[url]
+        self._cache[url] = entry
+        self._cache.move_to_end(url)
+        while len(self._cache) > MAX_DOCUMENTS:
+            self._cache.popitem(last=False)
+        return entry
+
+    async def _fetch(self, url: str, allowed_scopes: frozenset[str]) -> _Cached:
+        now = time.monotonic()
+        try:
+            document, response = await self._egress.get_json(url, max_bytes=MAX_DOCUMENT_BYTES)
+        except EgressError as error:
+            log.warning("client metadata document unavailable", extra={"client_id": url, "reason": error.reason})
+            return _Cached(now + FAILURE_TTL, None, "the client metadata document cannot be fetched")
+        try:
+            metadata = document_metadata(url, document, allowed_scopes)
+        except ClientError as error:
+            return _Cached(now + FAILURE_TTL, None, str(error))
+        low, default, high = DOCUMENT_TTL
+        max_age = response.max_age()
+        ttl = default if max_age is None else min(max(max_age, low), high)
+        return _Cached(now + ttl, metadata, None)
+
+
+def document_metadata(url: str, document: dict, allowed_scopes: frozenset[str]) -> dict:
+    """The registered metadata a Client ID Metadata Document stands for (ClientError if none)."""
+    if document.get("client_id") != url:
+        raise ClientError("the client metadata document does not name itself as client_id")
+    if any(name in document for name in ("client_secret", "client_secret_expires_at")):
+        raise ClientError("a client metadata document cannot carry a secret")
+    method = document.get("token_endpoint_auth_method", "none")
+    if method != "none":
+        raise ClientError("a client metadata document describes a public client (token_endpoint_auth_method none)")
+    try:
+        return validate_metadata(document, allowed_scopes)
+    except RegistrationError as error:
+        raise ClientError(f"client metadata document: {error.description}") from None
+
+
+@dataclass(frozen=True)
+class ClientDirectory:
+    """Finds a policy's facade clients."""
+
+    keys: SealingKeys
+    documents: ClientDocuments
+
+    async def find(self, policy: CompiledPolicy, facade: CompiledFacade, client_id: str) -> Client:
+        if not client_id or len(client_id) > 8192:
+            raise ClientError("unknown client")
+        scopes = allowed_scopes(policy)
+        if is_document_url(client_id):
+            if not facade.client_metadata_documents:
+                raise ClientError("client metadata documents are not accepted here")
+            return Client(client_id, await self.documents.get(client_id, scopes), from_document=True)
+        try:
+            return Client(client_id, registered_client(self.keys, facade.issuer, policy.uid, client_id))
+        except SealError:
+            raise ClientError("unknown client") from None
+
+    async def authenticate(
+        self,
+        policy: CompiledPolicy,
+        facade: CompiledFacade,
+        authorization: str | None,
+        form: dict[str, str],
+    ) -> Client:
+        """RFC 6749 §2.3: the client as its credentials prove it (client_secret_basic or
+        _post, exactly the registered method), or a public client named by client_id."""
+        basic = _basic_credentials(authorization) if authorization else None
+        if authorization and basic is None:
+            raise ClientError("malformed client credentials")
+        if basic is not None and ("client_secret" in form):
+            raise ClientError("use one client authentication method")
+        if basic is not None:
+            client_id, secret, method = basic[0], basic[1], "client_secret_basic"
+            if form.get("client_id", client_id) != client_id:
+                raise ClientError("client_id does not match the credentials")
+        elif "client_secret" in form:
+            client_id, secret, method = form.get("client_id", ""), form["client_secret"], "client_secret_post"
+        else:
+            client_id, secret, method = form.get("client_id", ""), None, "none"
+        client = await self.find(policy, facade, client_id)
+        if client.auth_method != method:
+            raise ClientError(f"this client authenticates with {client.auth_method}")
+        if secret is not None and not secret_matches(self.keys, facade.issuer, policy.uid, client_id, secret):
+            raise ClientError("client authentication failed")
+        return client
+
+
+def allowed_scopes(policy: CompiledPolicy) -> frozenset[str]:
+    """What a facade client may ask for: the resource's scopes, and offline_access."""
+    return frozenset(policy.scopes_supported) | {"offline_access"}
+
+
+def _basic_credentials(authorization: str) -> tuple[str, str] | None:
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    return unquote_plus(client_id), unquote_plus(secret)

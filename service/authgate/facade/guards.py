@@ -1,0 +1,72 @@
+"""Per-replica guards of the facade: rate limits per client address, and single use of
+sealed values that must be used once (transactions, codes).
+
+Both are in memory and bounded. Single use across replicas cannot be enforced without
+shared state; what bounds a replay there is the short lifetime (codes 60 s) and what
+else it needs (the client's PKCE verifier, the browser's binding cookie).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    per_minute: float
+    burst: int
+
+
+# Defaults per endpoint group, per client address.
+RATE_LIMITS: dict[str, RateLimit] = {
+    "register": RateLimit(per_minute=20, burst=20),
+    "authorize": RateLimit(per_minute=120, burst=60),
+    "token": RateLimit(per_minute=300, burst=100),
+}
+
+
+class RateLimiter:
+    """Token buckets keyed by (group, address); the least recently used fall out first."""
+
+    def __init__(self, limits: dict[str, RateLimit] | None = None, max_keys: int = 50_000) -> None:
+        self._limits = RATE_LIMITS if limits is None else limits
+        self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+        self._max_keys = max_keys
+
+    def allow(self, group: str, address: str, now: float | None = None) -> bool:
+        limit = self._limits.get(group)
+        if limit is None:
+            return True
+        now = time.monotonic() if now is None else now
+        key = (group, address)
+        tokens, last = self._buckets.get(key, (float(limit.burst), now))
+        tokens = min(float(limit.burst), tokens + (now - last) * limit.per_minute / 60.0)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
+class UsedOnce:
+    """Identifiers already used, remembered until they expire anyway."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._max = max_entries
+
+    def first_use(self, identifier: str, expires: float, now: float | None = None) -> bool:
+        """True the first time `identifier` is presented (before `expires`, epoch seconds)."""
+        now = time.time() if now is None else now
+        while self._seen:
+            oldest, until = next(iter(self._seen.items()))
+            if until > now and len(self._seen) < self._max:
+                break
+            del self._seen[oldest]
+        if identifier in self._seen:
+            return False
+        self._seen[identifier] = expires
+        return True

@@ -1,0 +1,173 @@
+"""The real identity provider behind a facade: its endpoints and the calls made to it.
+
+Endpoints come from `spec.facade.upstream` or from the issuer's discovery document
+(OpenID Connect, then RFC 8414), cached. Every call goes through the egress client
+(timeouts, size caps, no redirects, SSRF screening) with the facade's own client
+credentials; request parameters are built here from a fixed list, never copied from a
+client's request, so nothing (client_secret, client_assertion...) can be smuggled through.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from authgate.credentials import client_secret_basic
+from authgate.egress import EgressClient
+from authgate.errors import EgressError
+from authgate.jwks import discovery_urls
+from authgate.policy.snapshot import CompiledUpstream
+
+log = logging.getLogger("authgate.facade")
+
+DISCOVERY_TTL = 3600.0
+DISCOVERY_RETRY = 10.0
+MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
+
+# RFC 6749 §5.2 codes a client may act on; anything else the upstream says becomes invalid_grant.
+_RELAYED_TOKEN_ERRORS = frozenset({"invalid_grant", "invalid_scope", "invalid_target"})
+
+
+class UpstreamUnavailable(Exception):
+    """The identity provider cannot be reached or answered nonsense (503 to the client)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UpstreamRefused(Exception):
+    """The identity provider refused the request (an RFC 6749 error for the client)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error, self.description = error, description
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    authorization: str
+    token: str
+    introspection: str | None
+    revocation: str | None
+    iss_parameter: bool  # RFC 9207: the upstream sends `iss` in authorization responses
+
+
+class Upstream:
+    """Discovery cache and calls for every facade's upstream (one per process)."""
+
+    def __init__(self, egress: EgressClient) -> None:
+        self._egress = egress
+        self._discovered: dict[str, tuple[float, dict]] = {}
+
+    async def endpoints(self, upstream: CompiledUpstream) -> Endpoints:
+        document: dict = {}
+        if upstream.authorization_endpoint is None or upstream.token_endpoint is None:
+            document = await self._discover(upstream.issuer)
+        elif upstream.issuer in self._discovered:
+            document = self._discovered[upstream.issuer][1]
+        authorization = upstream.authorization_endpoint or document.get("authorization_endpoint")
+        token = upstream.token_endpoint or document.get("token_endpoint")
+        if not isinstance(authorization, str) or not isinstance(token, str):
+            raise UpstreamUnavailable("the identity provider's metadata names no authorization or token endpoint")
+
+        def optional(configured: str | None, name: str) -> str | None:
+            value = configured or document.get(name)
+            return value if isinstance(value, str) else None
+
+        return Endpoints(
+            authorization=authorization,
+            token=token,
+            introspection=optional(upstream.introspection_endpoint, "introspection_endpoint"),
+            revocation=optional(upstream.revocation_endpoint, "revocation_endpoint"),
+            iss_parameter=document.get("authorization_response_iss_parameter_supported") is True,
+        )
+
+    async def _discover(self, issuer: str) -> dict:
+        now = time.monotonic()
+        cached = self._discovered.get(issuer)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        problem = "no discovery document"
+        for url in discovery_urls(issuer):
+            try:
+                document, _ = await self._egress.get_json(url, max_bytes=MAX_TOKEN_RESPONSE_BYTES)
+            except EgressError as error:
+                problem = error.reason
+                continue
+            if document.get("issuer") != issuer:
+                problem = "the discovery document names another issuer"
+                continue
+            self._discovered[issuer] = (now + DISCOVERY_TTL, document)
+            return document
+        if cached is not None:  # stale beats nothing while the IdP is briefly away
+            self._discovered[issuer] = (now + DISCOVERY_RETRY, cached[1])
+            return cached[1]
+        log.warning("upstream discovery failed", extra={"issuer": issuer, "reason": problem})
+        raise UpstreamUnavailable(f"the identity provider's metadata is unavailable ({problem})")
+
+    async def _post(self, upstream: CompiledUpstream, url: str, form: dict[str, str]) -> tuple[int, dict]:
+        auth = None
+        if upstream.client_secret is not None:
+            auth = client_secret_basic(upstream.client_id, upstream.client_secret)
+        else:
+            form = {**form, "client_id": upstream.client_id}
+        try:
+            response = await self._egress.request(
+                "POST",
+                url,
+                data=form,
+                auth=auth,
+                headers={"Accept": "application/json"},
+                max_bytes=MAX_TOKEN_RESPONSE_BYTES,
+            )
+            body = response.json_object() if response.content else {}
+        except EgressError as error:
+            log.warning("upstream call failed", extra={"issuer": upstream.issuer, "reason": error.reason})
+            raise UpstreamUnavailable(f"the identity provider cannot be reached ({error.reason})") from None
+        return response.status_code, body
+
+    async def token(self, upstream: CompiledUpstream, form: dict[str, str]) -> dict:
+        """A token request (authorization_code or refresh_token grant); the JSON answer."""
+        endpoints = await self.endpoints(upstream)
+        status, body = await self._post(upstream, endpoints.token, form)
+        if status == 200 and isinstance(body.get("access_token"), str) and body.get("access_token"):
+            token_type = body.get("token_type")
+            if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "n_a"):
+                raise UpstreamUnavailable(f"the identity provider issued a {token_type!r} token, not a bearer token")
+            return body
+        error = body.get("error") if isinstance(body.get("error"), str) else None
+        description = body.get("error_description")
+        log.info(
+            "upstream refused a token request",
+            extra={
+                "issuer": upstream.issuer,
+                "status": status,
+                "error": error,
+                "error_description": description if isinstance(description, str) else None,
+            },
+        )
+        if 400 <= status < 500 and error is not None:
+            code = error if error in _RELAYED_TOKEN_ERRORS else "invalid_grant"
+            raise UpstreamRefused(code, "the identity provider refused the grant")
+        raise UpstreamUnavailable(f"the identity provider's token endpoint answered {status}")
+
+    async def introspect(self, upstream: CompiledUpstream, token: str, hint: str | None) -> dict:
+        endpoints = await self.endpoints(upstream)
+        if endpoints.introspection is None:
+            raise UpstreamUnavailable("the identity provider offers no introspection endpoint")
+        form = {"token": token} | ({"token_type_hint": hint} if hint else {})
+        status, body = await self._post(upstream, endpoints.introspection, form)
+        if status != 200 or not isinstance(body.get("active"), bool):
+            raise UpstreamUnavailable(f"the identity provider's introspection answered {status}")
+        return body
+
+    async def revoke(self, upstream: CompiledUpstream, token: str, hint: str | None) -> None:
+        endpoints = await self.endpoints(upstream)
+        if endpoints.revocation is None:
+            raise UpstreamUnavailable("the identity provider offers no revocation endpoint")
+        form = {"token": token} | ({"token_type_hint": hint} if hint else {})
+        status, _ = await self._post(upstream, endpoints.revocation, form)
+        if status != 200:
+            raise UpstreamUnavailable(f"the identity provider's revocation answered {status}")

@@ -1,0 +1,60 @@
+"""Fixtures for the facade tests: the real oidc-provider as the upstream (https, test CA),
+and authgate serving a facade policy with sealing keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import require_tool
+from tests.support.authgate import Authgate
+from tests.support.facade import FacadeHarness, facade_policy, sealing_keys_file, upstream_client_metadata
+from tests.support.idp import OidcProvider, default_clients, install_problem
+from tests.support.tls import TestCA
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("facade-pki"))
+
+
+@pytest.fixture(scope="module")
+def idp(pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    require_tool(install_problem())
+    clients = [*default_clients(), upstream_client_metadata()]
+    with OidcProvider(tmp_path_factory.mktemp("facade-idp"), ca=pki, clients=clients) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def sealing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sealing_keys_file(tmp_path_factory.mktemp("sealing") / "keys.json")
+
+
+def trusting_args(pki: TestCA, keys: Path) -> tuple[str, ...]:
+    return ("--ca-bundle", str(pki.ca_path), "--egress-allow", "127.0.0.1", "--sealing-keys", str(keys))
+
+
+@pytest.fixture
+def start_facade(
+    idp: OidcProvider, pki: TestCA, sealing_keys: Path, start_authgate: Callable[..., Authgate]
+) -> Iterator[Callable[..., FacadeHarness]]:
+    """start_facade(policy=None, *extra_args) → a FacadeHarness on a fresh authgate."""
+    harnesses: list[FacadeHarness] = []
+
+    def start(policy: str | None = None, *args: str, keys: Path | None = None) -> FacadeHarness:
+        authgate = start_authgate(policy or facade_policy(idp.issuer), *trusting_args(pki, keys or sealing_keys), *args)
+        harness = FacadeHarness(authgate.port, idp)
+        harness.authgate = authgate  # type: ignore[attr-defined]
+        harnesses.append(harness)
+        return harness
+
+    yield start
+    for harness in harnesses:
+        harness.close()
+
+
+@pytest.fixture
+def facade(start_facade: Callable[..., FacadeHarness]) -> FacadeHarness:
+    return start_facade()
