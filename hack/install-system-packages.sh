@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages the tests and benchmarks run for real: nginx (auth_request), wrk, iproute2.
+# Debian packages the tests and benchmarks run for real: nginx (auth_request), wrk, iproute2,
+# chromium and libnss3-tools (Playwright drives Debian's Chromium for the browser login tests, since
+# `playwright install` cannot download here; certutil makes a throwaway NSS database trusting the test CA).
 # Idempotent: installs only what is missing; apt-get update at most once.
 set -euo pipefail
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)  # network-namespace test hosts
+[ -x /usr/bin/chromium ] || need+=(chromium)  # tests/support/browser.py launches this very path
+command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]}; run: sudo apt-get install -y ${need[*]}" >&2
