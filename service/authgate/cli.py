@@ -25,7 +25,7 @@ from authgate.policy import (
     load_files,
 )
 from authgate.runtime import AuthService, ServiceSettings
-from authgate.sealing import SealingKeyError, SealingKeys
+from authgate.sealing import SealingKeyError, SealingKeyFile, SealingKeys
 
 log = logging.getLogger("authgate")
 
@@ -72,6 +72,15 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="at most one refetch for unknown key ids per this interval",
     )
+    facade = parser.add_argument_group("OAuth facade")
+    facade.add_argument(
+        "--forwarded-for-hops",
+        type=int,
+        default=0,
+        metavar="N",
+        help="proxies in front of the public port that append to X-Forwarded-For; the facade's "
+        "rate limits key on the address the Nth of them saw (default 0: the peer address)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> ServiceSettings:
@@ -93,6 +102,7 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
             retry_interval=min(15.0, args.jwks_refresh_seconds),
             failure_cooldown=min(5.0, args.jwks_refresh_seconds),
         ),
+        forwarded_for_hops=args.forwarded_for_hops,
     )
 
 
@@ -122,11 +132,13 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
     service = AuthService(_settings(args))
     if args.sealing_keys:
         # Mounted from a Secret the operator creates: a fresh install may start before it
-        # exists. Policies with a facade need it; nothing else does.
+        # exists, so the file is followed. Policies with a facade need it; nothing else does.
         if os.path.exists(args.sealing_keys):  # noqa: ASYNC240 - startup, once
-            service.sealing_keys = SealingKeys.load(args.sealing_keys)
+            SealingKeys.load(args.sealing_keys)  # a file that exists must be usable: fail at start
         else:
-            log.warning("sealing keys not found; facade policies cannot be served", extra={"path": args.sealing_keys})
+            log.warning("sealing keys not found yet; facade policies wait for them", extra={"path": args.sealing_keys})
+        service.sealing = SealingKeyFile(args.sealing_keys)
+        service.sealing_keys  # noqa: B018 - load now, and log it
     if args.policy:
         service.load(compile_files(args.policy, service.settings.validation))
     elif args.bootstrap_snapshot and os.path.exists(args.bootstrap_snapshot):  # noqa: ASYNC240 - startup, once

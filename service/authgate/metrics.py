@@ -20,6 +20,11 @@ TOKEN_CACHE = Counter("authgate_verified_token_cache_total", "Verified-token cac
 TOKEN_CACHE_SIZE = Gauge("authgate_verified_token_cache_size", "Entries in the verified-token cache.")
 SNAPSHOT_GENERATION = Gauge("authgate_snapshot_generation", "Generation of the enforced policy snapshot.")
 SNAPSHOT_POLICIES = Gauge("authgate_snapshot_policies", "Policies in the enforced snapshot.")
+FACADE_REQUESTS = Counter(
+    "authgate_facade_requests_total",
+    "Requests to the OAuth facade by endpoint and HTTP status.",
+    ["endpoint", "status"],
+)
 ERRORS = Counter("authgate_internal_errors_total", "Unexpected errors (each one failed closed).", ["where"])
 
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from authgate import metrics
 from authgate.facade.endpoints import Facade
 from authgate.metadata import WELL_KNOWN, find_policy, protected_resource_metadata
 from authgate.runtime import AuthService
@@ -50,10 +51,13 @@ def create_public_app(service: AuthService) -> Starlette:
         if route is None:
             return _error(404, "not_found", "not found")
         try:
-            return await facade.handle(request, route)
+            response = await facade.handle(request, route)
         except Exception:  # never a stack trace or a 500 to a client
+            metrics.ERRORS.labels(where="facade").inc()
             log.exception("facade request failed", extra={"policy": route.policy.ref, "endpoint": route.endpoint})
-            return _error(503, "temporarily_unavailable", "the request could not be completed")
+            response = _error(503, "temporarily_unavailable", "the request could not be completed")
+        metrics.FACADE_REQUESTS.labels(route.endpoint, str(response.status_code)).inc()
+        return response
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "not_found", "not found")

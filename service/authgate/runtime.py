@@ -20,7 +20,7 @@ from authgate.logs import DecisionLog
 from authgate.pipeline import decide
 from authgate.policy import EMPTY_SNAPSHOT, Snapshot, ValidationSettings
 from authgate.request import CheckRequest
-from authgate.sealing import SealingKeys
+from authgate.sealing import SealingKeyFile, SealingKeys
 from authgate.tokens import TokenValidator
 from authgate.verified_tokens import VerifiedTokenCache
 
@@ -34,6 +34,7 @@ class ServiceSettings:
     jwks: JwksSettings = field(default_factory=JwksSettings)
     token_cache_entries: int = 10_000
     token_cache_ttl: float = 300.0
+    forwarded_for_hops: int = 0  # proxies in front of the public port appending to X-Forwarded-For
 
     @property
     def validation(self) -> ValidationSettings:
@@ -56,7 +57,14 @@ class AuthService:
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.loaded = False
         self.loaded_at: float | None = None
-        self.sealing_keys: SealingKeys | None = None  # the facade's (issue 3) stateless storage
+        # The facade's stateless storage: fixed keys, or a file followed as it changes.
+        self.sealing: SealingKeys | SealingKeyFile | None = None
+
+    @property
+    def sealing_keys(self) -> SealingKeys | None:
+        if isinstance(self.sealing, SealingKeyFile):
+            return self.sealing.current()
+        return self.sealing
 
     async def start(self) -> None:
         self.keys.start()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from jwcrypto.common import JWException
 
 from authgate.errors import AuthgateError
 
+log = logging.getLogger("authgate")
 _SALT = b"authgate-sealing-v1"
 MIN_KEY_BYTES = 32
 
@@ -154,3 +157,43 @@ class SealingKeys:
         if not isinstance(data, dict):
             raise SealError("sealed value does not open here")
         return data
+
+
+class SealingKeyFile:
+    """`--sealing-keys`, followed as it changes: the Secret it is mounted from may be created
+    after the service starts (the operator makes it), and a rotation adds a key. Checked at
+    most every `check_every` seconds; a file that stops parsing keeps the last good keys."""
+
+    def __init__(self, path: str | Path, check_every: float = 10.0) -> None:
+        self.path = Path(path)
+        self._check_every = check_every
+        self._checked = float("-inf")
+        self._signature: tuple[int, int, int] | None = None
+        self._keys: SealingKeys | None = None
+
+    def current(self) -> SealingKeys | None:
+        now = time.monotonic()
+        if now - self._checked >= self._check_every:
+            self._checked = now
+            self._reload()
+        return self._keys
+
+    def _reload(self) -> None:
+        try:
+            stat = os.stat(self.path)  # follows the ..data symlink of a Secret volume
+        except OSError:
+            if self._signature is None and self._keys is None:
+                return
+            log.warning("sealing keys file vanished; keeping the loaded keys", extra={"path": str(self.path)})
+            return
+        signature = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        try:
+            keys = SealingKeys.load(self.path)
+        except SealingKeyError as error:
+            log.error("sealing keys unusable; keeping the loaded keys", extra={"error": str(error)})
+            return
+        self._keys = keys
+        log.info("sealing keys loaded", extra={"path": str(self.path), "kids": [key.kid for key in keys.keys]})

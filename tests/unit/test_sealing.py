@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from authgate.sealing import SealError, SealingKeyError, SealingKeys
+from authgate.sealing import SealError, SealingKeyError, SealingKeyFile, SealingKeys
 
 
 def key(kid: str, size: int = 32) -> dict:
@@ -81,3 +81,35 @@ def test_rotation_newest_seals_every_key_opens():
 def test_bad_key_files_are_refused(document):
     with pytest.raises(SealingKeyError):
         SealingKeys.parse(document)
+
+
+_FILE_KEYS = {kid: key(kid) for kid in ("k1", "k2")}
+
+
+def _keys_json(*kids: str) -> str:
+    return json.dumps({"keys": [_FILE_KEYS[kid] for kid in kids]})
+
+
+def test_a_key_file_created_after_start_is_picked_up_and_rotation_keeps_old_values_open(tmp_path):
+    path = tmp_path / "keys.json"
+    source = SealingKeyFile(path, check_every=0)
+    assert source.current() is None  # the operator has not created the Secret yet
+    path.write_text(_keys_json("k1"))
+    first = source.current()
+    assert first is not None
+    sealed = first.seal("code", "https://f", "uid", {"x": 1}, 60)
+    path.write_text(_keys_json("k1", "k2"))
+    rotated = source.current()
+    assert rotated is not first and rotated.keys[-1].kid == "k2"
+    assert rotated.open("code", "https://f", "uid", sealed) == {"x": 1}
+
+
+def test_a_key_file_that_stops_parsing_keeps_the_last_good_keys(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text(_keys_json("k1"))
+    source = SealingKeyFile(path, check_every=0)
+    good = source.current()
+    path.write_text("{not json")
+    assert source.current() is good
+    path.unlink()
+    assert source.current() is good

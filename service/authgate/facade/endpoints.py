@@ -170,7 +170,8 @@ class Facade:
         if request.method not in allowed:
             return _json_error(OAuthError(405, "invalid_request", "method not allowed"), cors)
         group = route.endpoint if route.endpoint in ("register", "authorize", "token") else None
-        if group is not None and not self.limiter.allow(group, _client_address(request)):
+        address = _client_address(request, self.service.settings.forwarded_for_hops)
+        if group is not None and not self.limiter.allow(group, address):
             return _json_error(OAuthError(429, "slow_down", "too many requests; retry later"), cors)
         try:
             return await handler(request, route, keys, cors)
@@ -715,8 +716,15 @@ def _cors_headers(request: Request, policy: CompiledPolicy) -> dict[str, str]:
     return {}
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def _client_address(request: Request, hops: int) -> str:
+    """The address rate limits key on: the peer, or with `hops` trusted proxies in front, the
+    address the outermost of them saw (X-Forwarded-For, counted from the right: entries further
+    left were written by the client and prove nothing)."""
+    peer = request.client.host if request.client else "unknown"
+    if hops <= 0:
+        return peer
+    forwarded = [entry.strip() for header in request.headers.getlist("x-forwarded-for") for entry in header.split(",")]
+    return forwarded[-hops] if len(forwarded) >= hops and forwarded[-hops] else peer
 
 
 def _origin(url: str) -> str:
