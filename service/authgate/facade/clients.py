@@ -137,7 +137,7 @@ def document_metadata(url: str, document: dict, allowed_scopes: frozenset[str]) 
     if method != "none":
         raise ClientError("a client metadata document describes a public client (token_endpoint_auth_method none)")
     try:
-        return validate_metadata(document, allowed_scopes)
+        return validate_metadata({**document, "token_endpoint_auth_method": "none"}, allowed_scopes)
     except RegistrationError as error:
         raise ClientError(f"client metadata document: {error.description}") from None
 

@@ -167,7 +167,7 @@ class Facade:
         allowed = ("GET",) if route.endpoint in ("metadata", "callback") else ("POST",)
         if route.endpoint == "authorize":
             allowed = ("GET", "POST")
-        if request.method not in allowed:
+        if request.method not in allowed and not (request.method == "HEAD" and "GET" in allowed):
             return _json_error(OAuthError(405, "invalid_request", "method not allowed"), cors)
         group = route.endpoint if route.endpoint in ("register", "authorize", "token") else None
         address = _client_address(request, self.service.settings.forwarded_for_hops)
