@@ -258,3 +258,188 @@ def set_cookies(response: httpx.Response) -> dict[str, str]:
         name, _, rest = header.partition("=")
         cookies[name.strip()] = rest.split(";", 1)[0]
     return cookies
+
+
+# -- a facade at another origin (e.g. behind a TLS proxy on a test port) --------------------
+def upstream_client_metadata_at(issuer: str) -> dict[str, Any]:
+    """`upstream_client_metadata()` for a facade whose issuer is `issuer`: its callback is under it."""
+    return {**upstream_client_metadata(), "redirect_uris": [f"{issuer}/oauth2/callback"]}
+
+
+def facade_policy_at(
+    idp_issuer: str,
+    *,
+    issuer: str,
+    resource: str,
+    consent: str = "always",
+    extra_spec: str = "",
+    upstream_scopes: str = "[openid, offline_access]",
+) -> str:
+    """`facade_policy()` for a facade at `issuer` protecting `resource` (its host is the policy's
+    host, port included); `extra_spec` is appended under spec (indent 2), e.g. rules."""
+    return f"""\
+apiVersion: authgate.dev/v1alpha1
+kind: OAuthPolicy
+metadata: {{name: mcp, namespace: default, uid: 0b5e7c1e-0000-4000-8000-000000000002}}
+spec:
+  resource: {resource}
+  issuers:
+    - issuer: {idp_issuer}
+  scopeRoles:
+    - {{scope: "mcp:read", role: reader}}
+    - {{scope: "mcp:write", role: writer}}
+  facade:
+    issuer: {issuer}
+    consent: {consent}
+    upstream:
+      issuer: {idp_issuer}
+      clientId: {UPSTREAM_CLIENT.client_id}
+      clientSecretRef: {{name: facade-upstream, key: secret}}
+      scopes: {upstream_scopes}
+{extra_spec}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: facade-upstream, namespace: default}}
+stringData: {{secret: {UPSTREAM_CLIENT.client_secret}}}
+"""
+
+
+# -- conformance tests: a flow taken apart step by step, secrets compared without printing them --
+POLICY_UID = "0b5e7c1e-0000-4000-8000-000000000001"  # metadata.uid of facade_policy()
+# Everything the facade may send to the upstream's authorization endpoint.
+UPSTREAM_AUTHORIZE_PARAMS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "resource",
+        "prompt",
+    }
+)
+# OAuth 2.1 §3.2.4, §4.1.2.1: `error` and `error_description` use only %x20-21 / %x23-5B / %x5D-7E.
+ERROR_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+
+
+def fingerprint(secret: str) -> str:
+    """A short digest of a secret: assertions compare these, so a failure never prints a token."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def jose_header(value: str) -> dict[str, Any]:
+    """The protected header of a compact JWS or JWE, not verified."""
+    head = value.split(".", 1)[0]
+    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a compact JWS, read without verifying it."""
+    body = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def start_in(facade: FacadeHarness, client: Registered, cookies: dict[str, str], **overrides: str | None) -> Flow:
+    """`facade.start()` in a browser that already holds `cookies`; the answer may be the consent
+    page or, for a remembered consent, the redirect to the upstream (`flow.consent_page` either way)."""
+    params, verifier, challenge = facade.authorize_params(client, **overrides)
+    response = facade.request("GET", f"{facade.issuer}/oauth2/authorize", cookies=cookies, params=params)
+    flow = Flow(verifier, challenge, params.get("state", ""), params, dict(cookies), response)
+    flow.cookies.update(set_cookies(response))
+    return flow
+
+
+def upstream_callback(facade: FacadeHarness, location: str) -> str:
+    """The upstream's automated login, from its authorization URL `location` to its redirect back
+    to the facade: that callback URL, not requested yet (so a test can tamper with it first)."""
+    with facade.idp.http_client(follow_redirects=False) as idp_http:
+        answer = idp_http.get(location)
+        for _ in range(10):
+            assert answer.is_redirect, f"the IdP stopped at {answer.status_code}: {answer.text[:300]}"
+            location = urljoin(str(answer.request.url), answer.headers["location"])
+            if location.startswith(f"{facade.issuer}/oauth2/callback"):
+                return location
+            answer = idp_http.get(location)
+    raise AssertionError("the IdP never redirected back to the facade's callback")
+
+
+def callback_url(facade: FacadeHarness, decision: httpx.Response, flow: Flow) -> str:
+    """From an approval (a 303 to the upstream): the browser keeps its cookies, the user logs in
+    at the upstream; the callback URL the upstream sends the browser to."""
+    assert decision.status_code == 303, f"{decision.status_code}: {decision.text[:300]}"
+    flow.cookies.update(set_cookies(decision))
+    location = decision.headers["location"]
+    assert location.startswith(facade.idp.authorization_endpoint), urlsplit(location).netloc
+    return upstream_callback(facade, location)
+
+
+def redirect_params(response: httpx.Response) -> dict[str, str]:
+    """The query of a redirect's Location, asserting the response is a 302/303 redirect."""
+    assert response.status_code in (302, 303), f"not a redirect: {response.status_code}: {response.text[:300]}"
+    return query_of(response.headers["location"])
+
+
+def authorization_code(facade: FacadeHarness, client: Registered, **overrides: str | None) -> tuple[Flow, str]:
+    """A flow approved through the upstream: (the flow, the facade's code for the client)."""
+    flow = facade.start(client, **overrides)
+    params = redirect_params(facade.approve(flow))
+    assert "code" in params, f"no code: {sorted(params)}, error={params.get('error')}"
+    return flow, params["code"]
+
+
+def code_grant(flow: Flow, code: str, **extra: str) -> dict[str, str]:
+    """The authorization_code token request for `code` (the flow's redirect_uri and verifier)."""
+    data = {"grant_type": "authorization_code", "code": code, "code_verifier": flow.verifier}
+    if "redirect_uri" in flow.params:
+        data["redirect_uri"] = flow.params["redirect_uri"]
+    return data | extra
+
+
+def client_post(
+    facade: FacadeHarness, endpoint: str, data: dict[str, str], client: Registered | None = None
+) -> httpx.Response:
+    """POST to /oauth2/<endpoint> (token, introspect, revoke), authenticated the way `client`
+    registered: Basic, client_secret in the body, or client_id alone."""
+    basic = client is not None and client.metadata.get("token_endpoint_auth_method") == "client_secret_basic"
+    auth = None
+    if client is not None and basic:
+        auth = (client.client_id, client.client_secret or "")
+    elif client is not None:
+        data = {"client_id": client.client_id, **data}
+        if client.client_secret is not None:
+            data["client_secret"] = client.client_secret
+    return facade.request("POST", f"{facade.issuer}/oauth2/{endpoint}", data=data, auth=auth)
+
+
+def oauth_error(response: httpx.Response, status: int = 400) -> str:
+    """Asserts an RFC 6749 §5.2 JSON error with `status` that no cache may keep; its error code."""
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text[:300]}"
+    assert response.headers.get("content-type", "").startswith("application/json"), response.headers
+    assert "no-store" in response.headers.get("cache-control", ""), response.headers
+    body = response.json()
+    assert isinstance(body.get("error"), str), body
+    assert "access_token" not in body and "refresh_token" not in body, sorted(body)
+    return body["error"]
+
+
+def shown_error(response: httpx.Response) -> str:
+    """Asserts an error page shown to the user, never a redirect anywhere; its text."""
+    assert 400 <= response.status_code < 500, f"{response.status_code}: {response.text[:300]}"
+    assert "location" not in response.headers, "an error that must be shown was redirected"
+    assert response.headers.get("content-type", "").startswith("text/html"), response.headers
+    return response.text
+
+
+def cookie_attributes(response: httpx.Response, name: str) -> dict[str, str]:
+    """The attributes of the Set-Cookie for `name`, keys lowercased ("" for flags like Secure)."""
+    for header in response.headers.get_list("set-cookie"):
+        if header.split("=", 1)[0].strip() == name:
+            attributes = {}
+            for part in header.split(";")[1:]:
+                key, _, value = part.strip().partition("=")
+                attributes[key.lower()] = value
+            return attributes
+    raise AssertionError(f"no Set-Cookie for {name}")

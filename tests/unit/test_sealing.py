@@ -22,9 +22,12 @@ ISSUER, POLICY = "https://mcp.example.com", "uid-1"
 
 def test_round_trip():
     store = keys(key("a"))
-    sealed = store.seal("code", ISSUER, POLICY, {"client": "c1"}, ttl=60)
-    assert store.open("code", ISSUER, POLICY, sealed) == {"client": "c1"}
-    assert "c1" not in sealed  # encrypted, not just signed
+    marker = "plaintext-marker-c1"
+    sealed = store.seal("code", ISSUER, POLICY, {"client": marker}, ttl=60)
+    assert store.open("code", ISSUER, POLICY, sealed) == {"client": marker}
+    # encrypted, not just signed (a 19-character marker never turns up in ciphertext by chance,
+    # as "c1" did once; nor does its base64url form)
+    assert marker not in sealed and "cGxhaW50ZXh0LW1hcmtlci1jMQ" not in sealed
 
 
 @pytest.mark.parametrize(

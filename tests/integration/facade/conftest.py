@@ -58,3 +58,47 @@ def start_facade(
 @pytest.fixture
 def facade(start_facade: Callable[..., FacadeHarness]) -> FacadeHarness:
     return start_facade()
+
+
+# -- one authgate per test module: a start costs seconds, the flows milliseconds ---------------
+@pytest.fixture(scope="module")
+def start_shared_facade(
+    idp: OidcProvider, pki: TestCA, sealing_keys: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., FacadeHarness]]:
+    """start_shared_facade(policy=None, *extra_args, keys=None, upstream=None) → a FacadeHarness on
+    an authgate that lives as long as the test module (`upstream`: another OidcProvider than `idp`).
+    Its log is checked for leaked tokens at the end. Per-replica rate limits apply for the whole
+    module: keep a module under 60 authorize and 20 register requests."""
+    from tests.conftest import assert_no_token_in  # here: the lines above this section stay as they were
+
+    log_dir = tmp_path_factory.mktemp("facade-authgate")
+    started: list[tuple[Authgate, FacadeHarness]] = []
+
+    def start(
+        policy: str | None = None, *args: str, keys: Path | None = None, upstream: OidcProvider | None = None
+    ) -> FacadeHarness:
+        provider = upstream or idp
+        authgate = Authgate(
+            log_dir,
+            policy or facade_policy(provider.issuer),
+            [*trusting_args(pki, keys or sealing_keys), *args],
+            name=f"authgate{len(started)}",
+        )
+        harness = FacadeHarness(authgate.port, provider)
+        harness.authgate = authgate  # type: ignore[attr-defined]
+        started.append((authgate, harness))
+        authgate.start()
+        return harness
+
+    yield start
+    for authgate, harness in started:
+        harness.close()
+        authgate.stop()
+    for authgate, _ in started:
+        assert_no_token_in(authgate.log(), str(authgate.process.log_path))
+
+
+@pytest.fixture(scope="module")
+def shared_facade(start_shared_facade: Callable[..., FacadeHarness]) -> FacadeHarness:
+    """The default facade policy on one authgate for the whole module."""
+    return start_shared_facade()
