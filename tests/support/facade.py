@@ -416,7 +416,8 @@ def client_post(
 
 def oauth_error(response: httpx.Response, status: int = 400) -> str:
     """Asserts an RFC 6749 §5.2 JSON error with `status` that no cache may keep; its error code."""
-    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text[:300]}"
+    shown = "(a success: body not shown)" if response.is_success else response.text[:300]
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {shown}"
     assert response.headers.get("content-type", "").startswith("application/json"), response.headers
     assert "no-store" in response.headers.get("cache-control", ""), response.headers
     body = response.json()

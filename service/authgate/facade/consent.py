@@ -2,7 +2,8 @@
 
 Everything shown is escaped; no script runs (CSP `default-src 'none'`), the page cannot
 be framed (`frame-ancestors 'none'`, X-Frame-Options DENY) and the form posts only to
-the facade itself (`form-action 'self'`).
+the facade and the two places its answer redirects to (`form-action`: browsers apply it
+to a form's redirects).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from urllib.parse import urlsplit
 
 from starlette.responses import HTMLResponse
 
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action {}; frame-ancestors 'none'; base-uri 'none'"
 SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
+    "Content-Security-Policy": _CSP.format("'none'"),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser's form POST carries
+    # `Origin: null`, and the consent decision checks Origin. Other sites still get nothing.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
 }
@@ -54,7 +56,11 @@ def consent_page(
     sealed_request: str,
     remember: bool,
     set_cookie: str,
+    form_targets: tuple[str, ...],
+    provenance: str,
 ) -> HTMLResponse:
+    """`form_targets`: the origins the decision's redirect may lead to (the identity
+    provider's, the client's): browsers apply CSP form-action to a form's redirects too."""
     redirect_host = urlsplit(redirect_uri).netloc
     scope_items = "".join(f"<li><code>{escape(scope)}</code></li>" for scope in scopes) or "<li>basic access</li>"
     remember_note = (
@@ -64,7 +70,7 @@ def consent_page(
         "<h1>Allow access?</h1>"
         f"<p><strong>{escape(client_name)}</strong> wants to access <code>{escape(resource)}</code> "
         "on your behalf.</p>"
-        f'<p class="muted">Client: <code>{escape(client_id_shown)}</code><br>'
+        f'<p class="muted">Client: <code>{escape(client_id_shown)}</code> ({escape(provenance)})<br>'
         f"After you decide, you return to <strong>{escape(redirect_host)}</strong>.</p>"
         f"<p>It asks for:</p><ul>{scope_items}</ul>{remember_note}"
         f'<form method="post" action="{escape(action)}">'
@@ -74,7 +80,11 @@ def consent_page(
         '<button type="submit" name="decision" value="deny">Deny</button>'
         "</div></form>"
     )
-    response = _page("Allow access?", body)
+    # CSP host-sources cannot name an IPv6 literal: such a target ([::1] loopback) is
+    # allowed by its scheme.
+    sources = [f"{urlsplit(t).scheme}:" if "[" in t else t for t in form_targets]
+    form_action = " ".join(["'self'", *dict.fromkeys(sources)])
+    response = _page("Allow access?", body, headers={"Content-Security-Policy": _CSP.format(form_action)})
     response.headers.append("Set-Cookie", set_cookie)
     return response
 

@@ -272,6 +272,16 @@ class Facade:
         cookies = [_browser_cookie(browser)] if new_browser else []
         if facade.consent == "remember" and _remembered(keys, route, request, browser, authorization):
             return await self._to_upstream(route, keys, authorization, browser, cookies)
+        try:
+            endpoints = await self.upstream.endpoints(facade.upstream)
+        except UpstreamUnavailable:
+            return self._redirect_error(
+                facade,
+                authorization.redirect_uri,
+                "temporarily_unavailable",
+                "the identity provider is unavailable",
+                authorization.state,
+            )
         sealed = keys.seal(
             "consent",
             facade.issuer,
@@ -289,6 +299,8 @@ class Facade:
             sealed_request=sealed,
             remember=facade.consent == "remember",
             set_cookie=_browser_cookie(browser),
+            form_targets=(_origin(endpoints.authorization), _origin(authorization.redirect_uri)),
+            provenance="metadata published by that site" if client.from_document else "name not verified",
         )
         return response
 
