@@ -121,6 +121,9 @@ const provider = new Provider(config.issuer, {
   claims: { openid: ['sub', ...Object.keys(user.claims ?? {})] }, // for ID tokens and userinfo
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   pkce: { required: () => true }, // oidc-provider 9 only knows S256
+  // Every client's refresh tokens rotate (the default rotates only public clients'), as
+  // an IdP in front of the facade should be configured: reuse of an old one then fails.
+  rotateRefreshToken: () => true,
   clientBasedCORS: () => true,
   extraClientMetadata: {
     properties: ['extra_token_claims'],

@@ -444,3 +444,75 @@ def cookie_attributes(response: httpx.Response, name: str) -> dict[str, str]:
                 attributes[key.lower()] = value
             return attributes
     raise AssertionError(f"no Set-Cookie for {name}")
+
+
+# -- helpers for the conformance tests (discovery, registration, CIMD, MCP spec) ------------
+
+
+_loopback_hosts = iter(range(10, 250 * 250))
+
+
+def loopback_address() -> str:
+    """A fresh 127.0.x.y source address (never 127.0.0.1), different on every call."""
+    n = next(_loopback_hosts)
+    return f"127.0.{n // 250}.{n % 250 + 1}"
+
+
+def facade_from(harness: FacadeHarness, address: str, issuer: str | None = None) -> FacadeHarness:
+    """Another FacadeHarness on the same authgate whose requests leave from `address`.
+
+    The facade's rate limits count per client address: a test with a source address of its
+    own has buckets of its own, whatever the other tests of the module did before it."""
+    port = harness.http.base_url.port
+    assert port is not None
+    other = FacadeHarness(port, harness.idp, issuer or harness.issuer)
+    other.http.close()
+    other.http = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}",
+        timeout=15,
+        trust_env=False,
+        transport=httpx.HTTPTransport(local_address=address),
+    )
+    if hasattr(harness, "authgate"):
+        other.authgate = harness.authgate  # type: ignore[attr-defined]
+    return other
+
+
+def facade_policy_document(
+    idp_issuer: str,
+    *,
+    name: str,
+    uid: str,
+    resource: str,
+    facade_issuer: str,
+    extra_facade: str = "",
+    extra_spec: str = "",
+) -> str:
+    """One more facade policy for the same authgate as `facade_policy()` (append it after a
+    `---`): it names the same upstream client and Secret, on its own host and policy uid."""
+    return f"""\
+apiVersion: authgate.dev/v1alpha1
+kind: OAuthPolicy
+metadata: {{name: {name}, namespace: default, uid: {uid}}}
+spec:
+  resource: {resource}
+  issuers:
+    - issuer: {idp_issuer}
+  scopeRoles:
+    - {{scope: "mcp:read", role: reader}}
+  facade:
+    issuer: {facade_issuer}
+    upstream:
+      issuer: {idp_issuer}
+      clientId: {UPSTREAM_CLIENT.client_id}
+      clientSecretRef: {{name: facade-upstream, key: secret}}
+      scopes: [openid, offline_access]
+{extra_facade}
+{extra_spec}
+"""
+
+
+def is_consent_page(response: httpx.Response) -> bool:
+    """The consent page (200, with the sealed request in its form), not an error or a redirect."""
+    return response.status_code == 200 and 'name="consent"' in response.text
+

@@ -23,6 +23,7 @@ refresh token only ever leaves wrapped (sealed, bound to the client).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from authgate.errors import AuthgateError, KeysUnavailable, TokenError
+from authgate.errors import KeysUnavailable, TokenError
 from authgate.facade.authorize import (
     AuthorizationRequest,
     RedirectableError,
@@ -46,7 +47,7 @@ from authgate.facade.authorize import (
 )
 from authgate.facade.clients import Client, ClientDirectory, ClientDocuments, ClientError, allowed_scopes
 from authgate.facade.consent import consent_page, error_page
-from authgate.facade.guards import RateLimiter, UsedOnce
+from authgate.facade.guards import RATE_LIMITS, RateLimiter, UsedOnce
 from authgate.facade.registration import RegistrationError, register
 from authgate.facade.upstream import Upstream, UpstreamRefused, UpstreamUnavailable
 from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
@@ -169,7 +170,7 @@ class Facade:
             allowed = ("GET", "POST")
         if request.method not in allowed and not (request.method == "HEAD" and "GET" in allowed):
             return _json_error(OAuthError(405, "invalid_request", "method not allowed"), cors)
-        group = route.endpoint if route.endpoint in ("register", "authorize", "token") else None
+        group = route.endpoint if route.endpoint in RATE_LIMITS else None
         address = _client_address(request, self.service.settings.forwarded_for_hops)
         if group is not None and not self.limiter.allow(group, address):
             return _json_error(OAuthError(429, "slow_down", "too many requests; retry later"), cors)
@@ -495,7 +496,7 @@ class Facade:
             },
         )
         log.info("facade token issued", extra={"policy": policy.ref, "client": client.log_id, "grant": "code"})
-        return await self._client_answer(route, keys, client, answer, tuple(code["scope"]), None)
+        return await self._client_answer(route, keys, client, answer, tuple(code["scope"]))
 
     async def _refresh_grant(self, route: Route, keys: SealingKeys, client: Client, form: dict) -> dict:
         facade, policy = route.facade, route.policy
@@ -513,12 +514,19 @@ class Facade:
             scope = tuple(form["scope"].split())
             if not set(scope) <= set(granted):
                 raise OAuthError(400, "invalid_scope", "a refresh cannot widen the granted scope")
+        if not self.used.first_use("refresh:" + wrapped["jti"], time.time() + REFRESH_TTL):
+            # Rotation (OAuth 2.1 §4.3.1): a wrapped refresh token works once. A second use
+            # means it was copied: end the upstream grant too, so neither copy goes on.
+            log.warning("facade refresh token reused", extra={"policy": policy.ref, "client": client.log_id})
+            with contextlib.suppress(UpstreamUnavailable, UpstreamRefused):
+                await self.upstream.revoke(facade.upstream, wrapped["rt"], "refresh_token")
+            raise OAuthError(400, "invalid_grant", "the refresh token was already used")
         upstream_form = {"grant_type": "refresh_token", "refresh_token": wrapped["rt"], "resource": policy.resource}
         if "scope" in form:
             upstream_form["scope"] = " ".join([*facade.upstream.scopes, *scope])
         answer = await self._upstream_token(route, upstream_form)
         log.info("facade token issued", extra={"policy": policy.ref, "client": client.log_id, "grant": "refresh"})
-        return await self._client_answer(route, keys, client, answer, scope, wrapped["rt"])
+        return await self._client_answer(route, keys, client, answer, scope, (wrapped["rt"], granted))
 
     async def _upstream_token(self, route: Route, form: dict[str, str]) -> dict:
         try:
@@ -535,10 +543,12 @@ class Facade:
         client: Client,
         answer: dict,
         requested: tuple[str, ...],
-        previous_refresh: str | None,
+        refreshed: tuple[str, tuple[str, ...]] | None = None,
     ) -> dict:
         """What the client gets: the upstream access token once it is proven to be for this
-        resource, a wrapped refresh token, never the id_token."""
+        resource, a wrapped refresh token, never the id_token. `refreshed`: the upstream
+        refresh token just used and the scope of its grant, which a narrower refresh keeps
+        (OAuth 2.1 §4.3.3)."""
         policy, facade = route.policy, route.facade
         access_token = answer["access_token"]
         try:
@@ -556,7 +566,10 @@ class Facade:
         offered = allowed_scopes(policy)
         upstream_scope = answer.get("scope")
         if isinstance(upstream_scope, str):
-            granted = tuple(s for s in upstream_scope.split() if s in offered)
+            # What the upstream granted, as far as this client asked for it: the facade's own
+            # upstream scopes (openid, offline_access...) are not the client's business.
+            wanted = set(requested) if requested else offered
+            granted = tuple(s for s in upstream_scope.split() if s in wanted)
         else:
             granted = requested
         body: dict = {"access_token": access_token, "token_type": "Bearer"}
@@ -565,30 +578,32 @@ class Facade:
             body["expires_in"] = expires_in
         body["scope"] = " ".join(granted)
         refresh = answer.get("refresh_token")
-        if not isinstance(refresh, str) or not refresh:
-            refresh = previous_refresh  # the upstream does not rotate: wrap the same one again
-        if refresh and "refresh_token" in client.metadata.get("grant_types", ()):
+        grant_scope = granted if refreshed is None else refreshed[1]
+        if (not isinstance(refresh, str) or not refresh) and refreshed is not None:
+            refresh = refreshed[0]  # the upstream does not rotate: wrap the same one again
+        if isinstance(refresh, str) and refresh and "refresh_token" in client.metadata.get("grant_types", ()):
             body["refresh_token"] = keys.seal(
                 "refresh",
                 facade.issuer,
                 policy.uid,
-                {"cid": client.client_id, "rt": refresh, "scope": list(granted), "jti": secrets.token_hex(8)},
+                {"cid": client.client_id, "rt": refresh, "scope": list(grant_scope), "jti": secrets.token_hex(16)},
                 REFRESH_TTL,
             )
         return body
 
     # -- introspection and revocation ----------------------------------------------------
 
-    def _unwrapped(self, route: Route, keys: SealingKeys, client: Client, token: str) -> tuple[str, str | None]:
-        """(the token to send upstream, its type hint): a wrapped refresh token of this
-        client is unwrapped; one of another client is refused."""
+    def _presented(self, route: Route, keys: SealingKeys, client: Client, token: str) -> dict | None:
+        """A wrapped refresh token of this client, opened; None for one that is ours in shape
+        (a compact JWE) but does not open here or belongs to another client: such a token is
+        answered locally (inactive, or revoked), never forwarded. Any other token: {}."""
+        if token.count(".") != 4:
+            return {}
         try:
             wrapped = keys.open("refresh", route.facade.issuer, route.policy.uid, token)
         except SealError:
-            return token, None
-        if wrapped["cid"] != client.client_id:
-            raise _NotYours
-        return wrapped["rt"], "refresh_token"
+            return None
+        return wrapped if wrapped["cid"] == client.client_id else None
 
     async def _introspect(self, request: Request, route: Route, keys: SealingKeys, cors: dict) -> Response:
         client, form = await self._authenticated(request, route, keys)
@@ -597,19 +612,40 @@ class Facade:
         token = form.get("token")
         if not token:
             raise OAuthError(400, "invalid_request", "token is required")
+        wrapped = self._presented(route, keys, client, token)
+        inactive = JSONResponse({"active": False}, headers=cors | NO_STORE)
+        offered = allowed_scopes(route.policy)
         try:
-            upstream_token, hint = self._unwrapped(route, keys, client, token)
-        except _NotYours:
-            return JSONResponse({"active": False}, headers=cors | NO_STORE)
-        hint = hint or _hint(form)
-        try:
-            answer = await self.upstream.introspect(route.facade.upstream, upstream_token, hint)
+            if wrapped is None:
+                return inactive
+            if wrapped:
+                answer = await self.upstream.introspect(route.facade.upstream, wrapped["rt"], "refresh_token")
+                if answer.get("active") is not True:
+                    return inactive
+                body = {"active": True, "client_id": client.client_id, "token_type": "refresh_token"}
+                body |= {name: answer[name] for name in ("exp", "iat", "sub") if name in answer}
+                body["scope"] = " ".join(s for s in wrapped["scope"] if s in offered)
+            elif token.count(".") == 2:
+                # A JWT access token (the kind the facade hands out): authgate checks it for
+                # this resource itself, as its check port would.
+                try:
+                    verified = await self.service.validator.validate(token, route.policy)
+                except TokenError:
+                    return inactive
+                claims = verified.claims
+                body = {"active": True, "scope": " ".join(sorted(s for s in verified.scopes if s in offered))}
+                body |= {name: claims[name] for name in ("exp", "iat", "nbf", "sub", "aud", "iss") if name in claims}
+            else:
+                answer = await self.upstream.introspect(route.facade.upstream, token, _hint(form))
+                if answer.get("active") is not True:
+                    return inactive
+                body = {name: answer[name] for name in _INTROSPECTION_FIELDS if name in answer}
+                if isinstance(body.get("scope"), str):
+                    body["scope"] = " ".join(s for s in body["scope"].split() if s in offered)
+        except KeysUnavailable as error:
+            raise OAuthError(503, "temporarily_unavailable", error.reason) from None
         except UpstreamUnavailable as error:
             raise OAuthError(503, "temporarily_unavailable", error.reason) from None
-        if answer.get("active") is not True:
-            return JSONResponse({"active": False}, headers=cors | NO_STORE)
-        body = {name: answer[name] for name in _INTROSPECTION_FIELDS if name in answer}
-        body["client_id"] = client.client_id
         return JSONResponse(body, headers=cors | NO_STORE)
 
     async def _revoke(self, request: Request, route: Route, keys: SealingKeys, cors: dict) -> Response:
@@ -617,20 +653,24 @@ class Facade:
         token = form.get("token")
         if not token:
             raise OAuthError(400, "invalid_request", "token is required")
+        done = Response(status_code=200, headers=cors | NO_STORE)
+        wrapped = self._presented(route, keys, client, token)
+        if wrapped is None:
+            return done  # RFC 7009 §2.2: an invalid token, or another client's: nothing to say
+        if wrapped:
+            # This replica refuses it from now on, whatever the upstream does.
+            self.used.first_use("refresh:" + wrapped["jti"], time.time() + REFRESH_TTL)
+            upstream_token, hint = wrapped["rt"], "refresh_token"
+        else:
+            upstream_token, hint = token, _hint(form)
         try:
-            upstream_token, hint = self._unwrapped(route, keys, client, token)
-        except _NotYours:
-            return Response(status_code=200, headers=cors | NO_STORE)  # RFC 7009 §2.2: not revealed
-        try:
-            await self.upstream.revoke(route.facade.upstream, upstream_token, hint or _hint(form))
+            await self.upstream.revoke(route.facade.upstream, upstream_token, hint)
+        except UpstreamRefused as error:
+            raise OAuthError(400, error.error, error.description) from None
         except UpstreamUnavailable as error:
             raise OAuthError(503, "temporarily_unavailable", error.reason) from None
         log.info("facade token revoked", extra={"policy": route.policy.ref, "client": client.log_id})
-        return Response(status_code=200, headers=cors | NO_STORE)
-
-
-class _NotYours(AuthgateError):
-    """A wrapped refresh token presented by a client it was not issued to."""
+        return done
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -667,17 +707,20 @@ def _hint(form: dict) -> str | None:
 
 
 def _parse_pairs(text: str) -> tuple[dict[str, str], set[str]]:
-    """Query or form parameters; RFC 6749 §3.1: none may appear twice (returned as duplicated)."""
+    """Query or form parameters without the empty ones; none may appear twice (OAuth 2.1
+    §3.1): the names that did are returned as `duplicated`."""
     params: dict[str, str] = {}
     duplicated: set[str] = set()
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100)
     except ValueError:
         raise OAuthError(400, "invalid_request", "too many parameters") from None
+    seen: set[str] = set()
     for name, value in pairs:
-        if name in params:
+        if name in seen:
             duplicated.add(name)
-        else:
+        seen.add(name)
+        if value and name not in params:  # OAuth 2.1 §3.1: an empty parameter is an omitted one
             params[name] = value
     return params, duplicated
 
@@ -704,7 +747,7 @@ async def _form(request: Request) -> dict[str, str]:
         raise OAuthError(400, "invalid_request", "the form body is not URL-encoded ASCII") from None
     form, duplicated = _parse_pairs(text)
     if duplicated:
-        raise OAuthError(400, "invalid_request", f"parameters sent twice: {', '.join(sorted(duplicated))}")
+        raise OAuthError(400, "invalid_request", "a parameter was sent twice")
     return form
 
 

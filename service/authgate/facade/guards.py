@@ -24,6 +24,9 @@ RATE_LIMITS: dict[str, RateLimit] = {
     "register": RateLimit(per_minute=20, burst=20),
     "authorize": RateLimit(per_minute=120, burst=60),
     "token": RateLimit(per_minute=300, burst=100),
+    # client authentication happens here too: throttle secret guessing (OAuth 2.1 §2.4.1)
+    "introspect": RateLimit(per_minute=300, burst=100),
+    "revoke": RateLimit(per_minute=300, burst=100),
 }
 
 

@@ -159,6 +159,8 @@ class Upstream:
             raise UpstreamUnavailable("the identity provider offers no introspection endpoint")
         form = {"token": token} | ({"token_type_hint": hint} if hint else {})
         status, body = await self._post(upstream, endpoints.introspection, form)
+        if status == 400:
+            return {"active": False}  # a token it will not introspect is not one it vouches for
         if status != 200 or not isinstance(body.get("active"), bool):
             raise UpstreamUnavailable(f"the identity provider's introspection answered {status}")
         return body
@@ -166,8 +168,13 @@ class Upstream:
     async def revoke(self, upstream: CompiledUpstream, token: str, hint: str | None) -> None:
         endpoints = await self.endpoints(upstream)
         if endpoints.revocation is None:
-            raise UpstreamUnavailable("the identity provider offers no revocation endpoint")
+            raise UpstreamRefused("unsupported_token_type", "the identity provider offers no revocation")
         form = {"token": token} | ({"token_type_hint": hint} if hint else {})
-        status, _ = await self._post(upstream, endpoints.revocation, form)
-        if status != 200:
-            raise UpstreamUnavailable(f"the identity provider's revocation answered {status}")
+        status, body = await self._post(upstream, endpoints.revocation, form)
+        if status == 200:
+            return
+        if status == 400 and body.get("error") == "unsupported_token_type":
+            raise UpstreamRefused("unsupported_token_type", "the identity provider cannot revoke this kind of token")
+        if status == 400:
+            return  # RFC 7009 §2.2: an invalid token needs no revoking
+        raise UpstreamUnavailable(f"the identity provider's revocation answered {status}")
