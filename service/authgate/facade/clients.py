@@ -28,7 +28,6 @@ log = logging.getLogger("authgate.facade")
 
 MAX_DOCUMENT_BYTES = 5 * 1024  # MCP: a client metadata document is small
 DOCUMENT_TTL = (60.0, 300.0, 3600.0)  # min, default, max seconds a fetched document is reused
-FAILURE_TTL = 30.0
 MAX_DOCUMENTS = 1000
 
 
@@ -63,6 +62,19 @@ def is_document_url(client_id: str) -> bool:
     """MCP: an https URL with a path names a Client ID Metadata Document."""
     parts = urlsplit(client_id)
     return parts.scheme == "https" and bool(parts.hostname) and parts.path not in ("", "/")
+
+
+def document_url_problem(client_id: str) -> str | None:
+    """Why a client_id URL cannot name a metadata document (draft-ietf-oauth-client-id-metadata-document §3):
+    a path without `.` or `..` segments, no fragment, no user information."""
+    parts = urlsplit(client_id)
+    if "#" in client_id:
+        return "a client_id URL has no fragment"
+    if parts.username is not None or parts.password is not None:
+        return "a client_id URL has no user information"
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        return "a client_id URL has no . or .. path segments"
+    return None
 
 
 @dataclass
@@ -104,6 +116,8 @@ class ClientDocuments:
             raise
         finally:
             del self._inflight[url]
+        if entry.metadata is None:
+            return entry  # failures are never cached: the next request fetches again
         self._cache[url] = entry
         self._cache.move_to_end(url)
         while len(self._cache) > MAX_DOCUMENTS:
@@ -116,11 +130,11 @@ class ClientDocuments:
             document, response = await self._egress.get_json(url, max_bytes=MAX_DOCUMENT_BYTES)
         except EgressError as error:
             log.warning("client metadata document unavailable", extra={"client_id": url, "reason": error.reason})
-            return _Cached(now + FAILURE_TTL, None, "the client metadata document cannot be fetched")
+            return _Cached(now, None, "the client metadata document cannot be fetched")
         try:
             metadata = document_metadata(url, document, allowed_scopes)
         except ClientError as error:
-            return _Cached(now + FAILURE_TTL, None, str(error))
+            return _Cached(now, None, str(error))
         low, default, high = DOCUMENT_TTL
         max_age = response.max_age()
         ttl = default if max_age is None else min(max(max_age, low), high)
@@ -131,6 +145,9 @@ def document_metadata(url: str, document: dict, allowed_scopes: frozenset[str]) 
     """The registered metadata a Client ID Metadata Document stands for (ClientError if none)."""
     if document.get("client_id") != url:
         raise ClientError("the client metadata document does not name itself as client_id")
+    name = document.get("client_name")
+    if not isinstance(name, str) or not name.strip():
+        raise ClientError("the client metadata document has no client_name")
     if any(name in document for name in ("client_secret", "client_secret_expires_at")):
         raise ClientError("a client metadata document cannot carry a secret")
     method = document.get("token_endpoint_auth_method", "none")
@@ -156,6 +173,8 @@ class ClientDirectory:
         if is_document_url(client_id):
             if not facade.client_metadata_documents:
                 raise ClientError("client metadata documents are not accepted here")
+            if (problem := document_url_problem(client_id)) is not None:
+                raise ClientError(problem)
             return Client(client_id, await self.documents.get(client_id, scopes), from_document=True)
         try:
             return Client(client_id, registered_client(self.keys, facade.issuer, policy.uid, client_id))

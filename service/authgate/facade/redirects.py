@@ -62,6 +62,10 @@ def redirect_matches(registered: str, presented: str, mode: str = "loopback-any-
     that for loopback http in `loopback-any-port` mode the port may differ (RFC 8252 §7.3)."""
     if registered == presented:
         return True
+    try:  # what could never be registered (a fragment, even empty; user information) never matches
+        check_redirect_uri(presented)
+    except RedirectError:
+        return False
     if mode != "loopback-any-port" or not (is_loopback(registered) and is_loopback(presented)):
         return False
     a, b = urlsplit(registered), urlsplit(presented)
