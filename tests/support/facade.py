@@ -515,4 +515,3 @@ spec:
 def is_consent_page(response: httpx.Response) -> bool:
     """The consent page (200, with the sealed request in its form), not an error or a redirect."""
     return response.status_code == 200 and 'name="consent"' in response.text
-

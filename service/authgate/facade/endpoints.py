@@ -131,6 +131,7 @@ class Facade:
         self.documents = ClientDocuments(service.egress)
         self.limiter = RateLimiter()
         self.used = UsedOnce()
+        self._unrotated: set[str] = set()  # policies whose upstream was seen not rotating refresh tokens
 
     # -- routing -----------------------------------------------------------------------
 
@@ -579,8 +580,14 @@ class Facade:
         body["scope"] = " ".join(granted)
         refresh = answer.get("refresh_token")
         grant_scope = granted if refreshed is None else refreshed[1]
-        if (not isinstance(refresh, str) or not refresh) and refreshed is not None:
+        if refreshed is not None and (not isinstance(refresh, str) or not refresh or refresh == refreshed[0]):
             refresh = refreshed[0]  # the upstream does not rotate: wrap the same one again
+            if policy.ref not in self._unrotated:
+                self._unrotated.add(policy.ref)  # once per policy and process: a setting to fix, not an event
+                log.warning(
+                    "facade upstream does not rotate refresh tokens: replay across replicas is not detected",
+                    extra={"policy": policy.ref, "issuer": facade.upstream.issuer},
+                )
         if isinstance(refresh, str) and refresh and "refresh_token" in client.metadata.get("grant_types", ()):
             body["refresh_token"] = keys.seal(
                 "refresh",
