@@ -120,6 +120,7 @@ def _route(policy: CompiledPolicy, facade: CompiledFacade, path: str) -> str | N
 
 
 _ENDPOINTS = ("register", "authorize", "callback", "token", "introspect", "revoke")
+_METHODS = {"metadata": ("GET",), "callback": ("GET",), "authorize": ("GET", "POST")}  # the others: POST
 
 
 class Facade:
@@ -166,9 +167,7 @@ class Facade:
         if keys is None and route.endpoint != "metadata":
             return _json_error(OAuthError(503, "temporarily_unavailable", "the facade has no sealing keys"), cors)
         handler = getattr(self, "_" + route.endpoint)
-        allowed = ("GET",) if route.endpoint in ("metadata", "callback") else ("POST",)
-        if route.endpoint == "authorize":
-            allowed = ("GET", "POST")
+        allowed = _METHODS.get(route.endpoint, ("POST",))
         if request.method not in allowed and not (request.method == "HEAD" and "GET" in allowed):
             return _json_error(OAuthError(405, "invalid_request", "method not allowed"), cors)
         group = route.endpoint if route.endpoint in RATE_LIMITS else None
