@@ -35,6 +35,13 @@ class ClientError(ValueError):
     """The client is unknown or failed to authenticate (RFC 6749 §5.2 invalid_client)."""
 
 
+class UnknownClient(ClientError):
+    """No such client: not one this facade registered (or it expired)."""
+
+    def __init__(self) -> None:
+        super().__init__("unknown client")
+
+
 @dataclass(frozen=True)
 class Client:
     client_id: str
@@ -168,7 +175,7 @@ class ClientDirectory:
 
     async def find(self, policy: CompiledPolicy, facade: CompiledFacade, client_id: str) -> Client:
         if not client_id or len(client_id) > 8192:
-            raise ClientError("unknown client")
+            raise UnknownClient
         scopes = allowed_scopes(policy)
         if is_document_url(client_id):
             if not facade.client_metadata_documents:
@@ -179,7 +186,7 @@ class ClientDirectory:
         try:
             return Client(client_id, registered_client(self.keys, facade.issuer, policy.uid, client_id))
         except SealError:
-            raise ClientError("unknown client") from None
+            raise UnknownClient from None
 
     async def authenticate(
         self,

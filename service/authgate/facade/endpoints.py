@@ -45,7 +45,14 @@ from authgate.facade.authorize import (
     s256,
     with_params,
 )
-from authgate.facade.clients import Client, ClientDirectory, ClientDocuments, ClientError, allowed_scopes
+from authgate.facade.clients import (
+    Client,
+    ClientDirectory,
+    ClientDocuments,
+    ClientError,
+    UnknownClient,
+    allowed_scopes,
+)
 from authgate.facade.consent import consent_page, error_page
 from authgate.facade.guards import RATE_LIMITS, RateLimiter, UsedOnce
 from authgate.facade.registration import RegistrationError, register
@@ -245,12 +252,13 @@ class Facade:
             return error_page("client_id and redirect_uri may each be sent only once")
         facade, policy = route.facade, route.policy
         client_id = params.get("client_id", "")
+        client: Client | None = None
         try:
-            client: Client | None = await self._clients(keys).find(policy, facade, client_id)
+            client = await self._clients(keys).find(policy, facade, client_id)
+        except UnknownClient:
+            pass  # check_authorization_request says so
         except ClientError as error:
-            if client_id and str(error) != "unknown client":
-                return error_page(f"This application cannot sign in here: {error}.")
-            client = None
+            return error_page(f"This application cannot sign in here: {error}.")
         try:
             authorization = check_authorization_request(
                 params,
