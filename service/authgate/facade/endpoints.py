@@ -30,6 +30,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
@@ -60,6 +61,9 @@ from authgate.facade.upstream import Upstream, UpstreamRefused, UpstreamUnavaila
 from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
 from authgate.sealing import SealError, SealingKeys
 from authgate.target import TargetError, normalize_host
+
+if TYPE_CHECKING:
+    from authgate.runtime import AuthService
 
 log = logging.getLogger("authgate.facade")
 
@@ -133,7 +137,7 @@ _METHODS = {"metadata": ("GET",), "callback": ("GET",), "authorize": ("GET", "PO
 class Facade:
     """Every policy's facade endpoints (one per process); stateless apart from guards."""
 
-    def __init__(self, service) -> None:  # an authgate.runtime.AuthService
+    def __init__(self, service: AuthService) -> None:
         self.service = service
         self.upstream = Upstream(service.egress)
         self.documents = ClientDocuments(service.egress)
@@ -284,13 +288,7 @@ class Facade:
         try:
             endpoints = await self.upstream.endpoints(facade.upstream)
         except UpstreamUnavailable:
-            return self._redirect_error(
-                facade,
-                authorization.redirect_uri,
-                "temporarily_unavailable",
-                "the identity provider is unavailable",
-                authorization.state,
-            )
+            return self._unavailable(facade, authorization)
         sealed = keys.seal(
             "consent",
             facade.issuer,
@@ -361,13 +359,7 @@ class Facade:
         try:
             endpoints = await self.upstream.endpoints(facade.upstream)
         except UpstreamUnavailable:
-            return self._redirect_error(
-                facade,
-                authorization.redirect_uri,
-                "temporarily_unavailable",
-                "the identity provider is unavailable",
-                authorization.state,
-            )
+            return self._unavailable(facade, authorization)
         verifier = secrets.token_urlsafe(48)
         transaction = keys.seal(
             "transaction",
@@ -439,6 +431,15 @@ class Facade:
             answer["state"] = authorization.state
         answer["iss"] = facade.issuer
         return RedirectResponse(with_params(authorization.redirect_uri, answer), status_code=302, headers=NO_STORE)
+
+    def _unavailable(self, facade: CompiledFacade, authorization: AuthorizationRequest) -> Response:
+        return self._redirect_error(
+            facade,
+            authorization.redirect_uri,
+            "temporarily_unavailable",
+            "the identity provider is unavailable",
+            authorization.state,
+        )
 
     def _redirect_error(
         self, facade: CompiledFacade, redirect_uri: str, error: str, description: str, state: str | None
