@@ -66,33 +66,18 @@ def facade_policy(
     extra_spec: str = "",
     upstream_scopes: str = "[openid, offline_access]",
 ) -> str:
-    return f"""\
-apiVersion: authgate.dev/v1alpha1
-kind: OAuthPolicy
-metadata: {{name: mcp, namespace: default, uid: 0b5e7c1e-0000-4000-8000-000000000001}}
-spec:
-  resource: {FACADE_RESOURCE}
-  issuers:
-    - issuer: {idp_issuer}
-  scopeRoles:
-    - {{scope: "mcp:read", role: reader}}
-    - {{scope: "mcp:write", role: writer}}
-  facade:
-    issuer: {FACADE_ISSUER}
-    consent: {consent}
-    upstream:
-      issuer: {idp_issuer}
-      clientId: {UPSTREAM_CLIENT.client_id}
-      clientSecretRef: {{name: facade-upstream, key: secret}}
-      scopes: {upstream_scopes}
-{extra_facade}
-{extra_spec}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: facade-upstream, namespace: default}}
-stringData: {{secret: {UPSTREAM_CLIENT.client_secret}}}
-"""
+    """The facade policy at FACADE_ISSUER protecting FACADE_RESOURCE; `extra_facade` is appended
+    under spec.facade (indent 4), `extra_spec` under spec (indent 2)."""
+    return facade_policy_at(
+        idp_issuer,
+        issuer=FACADE_ISSUER,
+        resource=FACADE_RESOURCE,
+        consent=consent,
+        extra_facade=extra_facade,
+        extra_spec=extra_spec,
+        upstream_scopes=upstream_scopes,
+        uid=POLICY_UID,
+    )
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -272,15 +257,20 @@ def facade_policy_at(
     issuer: str,
     resource: str,
     consent: str = "always",
+    extra_facade: str = "",
     extra_spec: str = "",
     upstream_scopes: str = "[openid, offline_access]",
+    uid: str = "0b5e7c1e-0000-4000-8000-000000000002",
+    name: str = "mcp",
+    with_secret: bool = True,
 ) -> str:
     """`facade_policy()` for a facade at `issuer` protecting `resource` (its host is the policy's
-    host, port included); `extra_spec` is appended under spec (indent 2), e.g. rules."""
-    return f"""\
+    host, port included); `extra_spec` is appended under spec (indent 2), e.g. rules; with
+    the Secret holding the upstream client's secret unless `with_secret` is False."""
+    policy = f"""\
 apiVersion: authgate.dev/v1alpha1
 kind: OAuthPolicy
-metadata: {{name: mcp, namespace: default, uid: 0b5e7c1e-0000-4000-8000-000000000002}}
+metadata: {{name: {name}, namespace: default, uid: {uid}}}
 spec:
   resource: {resource}
   issuers:
@@ -296,8 +286,12 @@ spec:
       clientId: {UPSTREAM_CLIENT.client_id}
       clientSecretRef: {{name: facade-upstream, key: secret}}
       scopes: {upstream_scopes}
+{extra_facade}
 {extra_spec}
----
+"""
+    if not with_secret:
+        return policy
+    return f"""{policy}---
 apiVersion: v1
 kind: Secret
 metadata: {{name: facade-upstream, namespace: default}}
@@ -490,26 +484,16 @@ def facade_policy_document(
 ) -> str:
     """One more facade policy for the same authgate as `facade_policy()` (append it after a
     `---`): it names the same upstream client and Secret, on its own host and policy uid."""
-    return f"""\
-apiVersion: authgate.dev/v1alpha1
-kind: OAuthPolicy
-metadata: {{name: {name}, namespace: default, uid: {uid}}}
-spec:
-  resource: {resource}
-  issuers:
-    - issuer: {idp_issuer}
-  scopeRoles:
-    - {{scope: "mcp:read", role: reader}}
-  facade:
-    issuer: {facade_issuer}
-    upstream:
-      issuer: {idp_issuer}
-      clientId: {UPSTREAM_CLIENT.client_id}
-      clientSecretRef: {{name: facade-upstream, key: secret}}
-      scopes: [openid, offline_access]
-{extra_facade}
-{extra_spec}
-"""
+    return facade_policy_at(
+        idp_issuer,
+        issuer=facade_issuer,
+        resource=resource,
+        extra_facade=extra_facade,
+        extra_spec=extra_spec,
+        name=name,
+        uid=uid,
+        with_secret=False,
+    )
 
 
 def is_consent_page(response: httpx.Response) -> bool:
