@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_tool
+from tests.conftest import assert_no_token_in, require_tool
 from tests.support.authgate import Authgate
 from tests.support.facade import FacadeHarness, facade_policy, sealing_keys_file, upstream_client_metadata
 from tests.support.idp import OidcProvider, default_clients, install_problem
@@ -69,8 +69,6 @@ def start_shared_facade(
     an authgate that lives as long as the test module (`upstream`: another OidcProvider than `idp`).
     Its log is checked for leaked tokens at the end. Per-replica rate limits apply for the whole
     module: keep a module under 60 authorize and 20 register requests."""
-    from tests.conftest import assert_no_token_in  # here: the lines above this section stay as they were
-
     log_dir = tmp_path_factory.mktemp("facade-authgate")
     started: list[tuple[Authgate, FacadeHarness]] = []
 
