@@ -57,7 +57,9 @@ class Client:
         name = self.metadata.get("client_name")
         if name:
             return name
-        return urlsplit(self.client_id).hostname or "" if self.from_document else "an unnamed application"
+        if self.from_document:
+            return urlsplit(self.client_id).hostname or self.client_id
+        return "an unnamed application"
 
     @property
     def log_id(self) -> str:
