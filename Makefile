@@ -66,6 +66,8 @@ format: venv
 bench: tools
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.envoy
+	$(BIN)/python -m bench.exchange
+	$(BIN)/python -m bench.facade
 
 # apply-to-enforced on a real control plane with 1, 100, 1,000 policies (bench/OPERATOR.md); root.
 bench-operator: tools
