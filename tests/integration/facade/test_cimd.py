@@ -392,10 +392,13 @@ def test_cimd_document_fetch_has_a_timeout(facade: FacadeHarness, documents: Doc
     at most the egress timeout, then the request is refused."""
     url = documents.url()
     body = document(url)
-    documents.serve(url, body, delay=EGRESS_TIMEOUT + 2)
+    answer_after = EGRESS_TIMEOUT + 10
+    documents.serve(url, body, delay=answer_after)
     started = time.monotonic()
     refused(authorize(facade, url, body))
-    assert time.monotonic() - started < EGRESS_TIMEOUT + 1.5
+    # refused without waiting for the (late) answer: the margin is wide so a loaded machine
+    # cannot turn this into a speed test
+    assert time.monotonic() - started < answer_after - 3
 
 
 def test_cimd_document_redirect_is_not_followed(facade: FacadeHarness, documents: DocumentServer) -> None:
