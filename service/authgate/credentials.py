@@ -23,6 +23,17 @@ def client_secret_basic(client_id: str, client_secret: str) -> tuple[str, str]:
     return quote(client_id, safe="").replace("%20", "+"), quote(client_secret, safe="").replace("%20", "+")
 
 
+def authenticated_form(
+    form: dict[str, str], client_id: str, client_secret: str | None
+) -> tuple[dict[str, str], tuple[str, str] | None]:
+    """How authgate authenticates as an OAuth client (RFC 6749 §2.3): (form, Basic credentials).
+    With a secret, client_secret_basic; without one (a public client, or RFC 8705
+    tls_client_auth), the client names itself with client_id in the body."""
+    if client_secret is not None:
+        return form, client_secret_basic(client_id, client_secret)
+    return {**form, "client_id": client_id}, None
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token, or None when no bearer credentials were sent at all.
 

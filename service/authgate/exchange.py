@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from authgate.credentials import client_secret_basic, is_b64token
+from authgate.credentials import authenticated_form, is_b64token
 from authgate.egress import EgressClient, EgressPolicy
 from authgate.errors import AuthgateError, EgressError
 from authgate.jwks import discovery_urls
@@ -194,11 +194,7 @@ class TokenExchanger:
             form["resource"] = config.resource
         if config.scopes:
             form["scope"] = " ".join(config.scopes)
-        auth = None
-        if config.client_secret is not None:
-            auth = client_secret_basic(config.client_id, config.client_secret)
-        else:
-            form["client_id"] = config.client_id  # tls_client_auth names the client in the body
+        form, auth = authenticated_form(form, config.client_id, config.client_secret)
         try:
             response = await client.request(
                 "POST",

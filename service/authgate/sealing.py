@@ -11,6 +11,7 @@ expiry. Rotation by `kid`: the newest key (last in the file) seals, every key op
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
@@ -47,6 +48,19 @@ class MasterKey:
 
 def _b64url(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+@functools.lru_cache(maxsize=1024)
+def _derive(master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> bytes:
+    """The key for one purpose, facade issuer and policy (HKDF-SHA256), derived once per process."""
+    info = "\0".join(("authgate", purpose, issuer, policy_uid)).encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=info).derive(master.secret)
+
+
+@functools.lru_cache(maxsize=1024)
+def _derived_jwk(master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> jwk.JWK:
+    secret = _derive(master, purpose, issuer, policy_uid)
+    return jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(secret).rstrip(b"=").decode())
 
 
 @dataclass(frozen=True)
@@ -88,12 +102,10 @@ class SealingKeys:
 
     @staticmethod
     def _derive(master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> bytes:
-        info = "\0".join(("authgate", purpose, issuer, policy_uid)).encode()
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=info).derive(master.secret)
+        return _derive(master, purpose, issuer, policy_uid)
 
     def _derived(self, master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> jwk.JWK:
-        secret = self._derive(master, purpose, issuer, policy_uid)
-        return jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(secret).rstrip(b"=").decode())
+        return _derived_jwk(master, purpose, issuer, policy_uid)
 
     def mac_key(self, purpose: str, issuer: str, policy_uid: str, sealed_with: str) -> bytes:
         """Key bytes for a MAC bound to a sealed value: derived from the master key that

@@ -222,7 +222,7 @@ class Facade:
     async def _register(self, request: Request, route: Route, keys: SealingKeys, cors: dict) -> Response:
         if not route.facade.dynamic_registration:
             raise OAuthError(403, "access_denied", "dynamic client registration is disabled here")
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        if _media_type(request) != "application/json":
             raise OAuthError(400, "invalid_client_metadata", "send the client metadata as application/json")
         body = await _read_body(request, MAX_JSON_BYTES)
         try:
@@ -316,9 +316,7 @@ class Facade:
         origin = request.headers.get("origin")
         if origin is not None and origin != _origin(facade.issuer):
             return error_page("The approval did not come from this page.", 403)
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != (
-            "application/x-www-form-urlencoded"
-        ):
+        if _media_type(request) != "application/x-www-form-urlencoded":
             return error_page("Unexpected form submission.")
         try:
             form, duplicated = _parse_pairs((await _read_body(request, MAX_FORM_BYTES)).decode("latin-1"))
@@ -330,9 +328,9 @@ class Facade:
             sealed = keys.open("consent", facade.issuer, policy.uid, form.get("consent", ""))
         except SealError:
             return error_page("This approval page has expired. Start the sign-in again from the application.")
-        browser = request.cookies.get(BROWSER_COOKIE)
-        if not browser or _hash(browser) != sealed.get("b"):
+        if not _same_browser(request, sealed):
             return error_page("This approval did not come from the browser that was asked.", 403)
+        browser = request.cookies[BROWSER_COOKIE]
         authorization = _request_from_record(sealed["req"])
         decision = form.get("decision")
         if decision == "deny":
@@ -396,8 +394,7 @@ class Facade:
             transaction = keys.open("transaction", facade.issuer, policy.uid, params.get("state", ""))
         except SealError:
             return error_page("This sign-in has expired or is not valid. Start again from the application.")
-        browser = request.cookies.get(BROWSER_COOKIE)
-        if not browser or _hash(browser) != transaction.get("b"):
+        if not _same_browser(request, transaction):
             return error_page("This sign-in was started in another browser.", 403)
         try:
             endpoints = await self.upstream.endpoints(facade.upstream)
@@ -753,7 +750,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+    if _media_type(request) != "application/x-www-form-urlencoded":
         raise OAuthError(400, "invalid_request", "send the parameters as application/x-www-form-urlencoded")
     body = await _read_body(request, MAX_FORM_BYTES)
     try:
@@ -800,6 +797,16 @@ def _client_address(request: Request, hops: int) -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _same_browser(request: Request, sealed: dict) -> bool:
+    """Was `sealed` (a consent form, a transaction) made for the browser sending this request?"""
+    browser = request.cookies.get(BROWSER_COOKIE)
+    return bool(browser) and _hash(browser) == sealed.get("b")
 
 
 def _browser_id(request: Request) -> tuple[str, bool]:

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from authgate.credentials import client_secret_basic
+from authgate.credentials import authenticated_form
 from authgate.egress import EgressClient
 from authgate.errors import EgressError
 from authgate.jwks import discovery_urls
@@ -108,11 +108,7 @@ class Upstream:
         raise UpstreamUnavailable(f"the identity provider's metadata is unavailable ({problem})")
 
     async def _post(self, upstream: CompiledUpstream, url: str, form: dict[str, str]) -> tuple[int, dict]:
-        auth = None
-        if upstream.client_secret is not None:
-            auth = client_secret_basic(upstream.client_id, upstream.client_secret)
-        else:
-            form = {**form, "client_id": upstream.client_id}
+        form, auth = authenticated_form(form, upstream.client_id, upstream.client_secret)
         try:
             response = await self._egress.request(
                 "POST",

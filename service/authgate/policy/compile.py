@@ -36,6 +36,7 @@ from authgate.policy.validate import (
     ValidationSettings,
     effective_hosts,
     effective_prefixes,
+    facade_issuer,
     resolve_ownership,
     validate_policy,
 )
@@ -120,13 +121,6 @@ def _compile_exchange(spec: PolicySpec, namespace: str, name: str, uid: str, sec
         requested_token_type=exchange.requested_token_type,
         cache_key=_digest(identity),
     )
-
-
-def facade_issuer(spec: PolicySpec) -> str | None:
-    """The facade's issuer identifier: as configured (without a trailing slash), else https://<first host>."""
-    if spec.facade is None:
-        return None
-    return (spec.facade.issuer or f"https://{effective_hosts(spec)[0]}").rstrip("/")
 
 
 def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> CompiledFacade | None:

@@ -89,6 +89,13 @@ def effective_prefixes(spec: PolicySpec) -> list[str]:
     return [normalize_path(p) for p in spec.path_prefixes] if spec.path_prefixes else [default_prefix(spec.resource)]
 
 
+def facade_issuer(spec: PolicySpec) -> str | None:
+    """The facade's issuer identifier: as configured (without a trailing slash), else https://<first host>."""
+    if spec.facade is None:
+        return None
+    return (spec.facade.issuer or f"https://{effective_hosts(spec)[0]}").rstrip("/")
+
+
 def _covers_all(earlier: frozenset[str] | None, later: frozenset[str] | None) -> bool:
     """Does a matcher list `earlier` accept everything `later` accepts? None means "any"."""
     if earlier is None:
@@ -287,7 +294,8 @@ def validate_policy(
     if spec.facade is not None:
         facade = spec.facade
         url(facade.issuer, "spec.facade.issuer", https_only=True)
-        issuer = facade.issuer or f"https://{effective_hosts(spec)[0]}"
+        issuer = facade_issuer(spec)
+        assert issuer is not None
         parts = urlsplit(issuer)
         if parts.query or parts.fragment or "#" in issuer:
             emit("spec.facade.issuer", "an issuer has no query or fragment (RFC 8414 §2)")
@@ -342,12 +350,6 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _facade_issuer(spec: PolicySpec) -> str | None:
-    if spec.facade is None:
-        return None
-    return (spec.facade.issuer or f"https://{effective_hosts(spec)[0]}").rstrip("/").lower()
-
-
 def _age_key(source: PolicySource) -> tuple[str, int]:
     # RFC 3339 timestamps from the API sort lexically; file-mode policies have none and
     # keep their input order.
@@ -371,7 +373,9 @@ def resolve_ownership(sources: list[PolicySource]) -> tuple[list[PolicySource], 
         namespace = source.policy.metadata.namespace
         hosts, prefixes = effective_hosts(spec), effective_prefixes(spec)
         problems: list[tuple[str, str]] = []
-        issuer = _facade_issuer(spec)
+        issuer = facade_issuer(spec)
+        if issuer is not None:
+            issuer = issuer.lower()  # one facade per issuer, whatever the case of its host
         if issuer is not None and issuer in facades:
             problems.append(("spec.facade.issuer", f"{issuer} is already the facade of {facades[issuer].policy.ref}"))
         for host in hosts:
