@@ -152,12 +152,11 @@ class Facade:
             host = normalize_host(host_header, None)
         except TargetError:
             return None
-        for policy in self.service.snapshot.policies:
-            facade = policy.facade
-            if facade is not None and facade.host == host:
-                endpoint = _route(policy, facade, path)
-                if endpoint is not None:
-                    return Route(policy, facade, endpoint)
+        for policy in self.service.snapshot.facades.get(host, ()):
+            assert policy.facade is not None
+            endpoint = _route(policy, policy.facade, path)
+            if endpoint is not None:
+                return Route(policy, policy.facade, endpoint)
         return None
 
     async def handle(self, request: Request, route: Route) -> Response:

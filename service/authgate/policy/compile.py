@@ -254,7 +254,18 @@ def build_snapshot(
     ordered = {
         host: tuple(sorted(entries, key=lambda entry: len(entry[0]), reverse=True)) for host, entries in routes.items()
     }
-    return Snapshot(generation, version, tuple(policies), ordered, document or {})
+    facades: dict[str, list[CompiledPolicy]] = {}
+    for policy in policies:
+        if policy.facade is not None:
+            facades.setdefault(policy.facade.host, []).append(policy)
+    return Snapshot(
+        generation,
+        version,
+        tuple(policies),
+        ordered,
+        document or {},
+        {host: tuple(entries) for host, entries in facades.items()},
+    )
 
 
 @dataclass(frozen=True)

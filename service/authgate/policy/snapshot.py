@@ -189,6 +189,8 @@ class Snapshot:
     # host → [(prefix, policy)] longest prefix first
     routes: dict[str, tuple[tuple[str, CompiledPolicy], ...]]
     document: dict = field(repr=False, compare=False)  # the snapshot document it was built from
+    # facade host → the policies with a facade there (the public port routes by host, then path)
+    facades: dict[str, tuple[CompiledPolicy, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def route(self, host: str, path: str) -> CompiledPolicy | None:
         for prefix, policy in self.routes.get(host, ()):
