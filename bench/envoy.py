@@ -23,9 +23,10 @@ from pathlib import Path
 
 import httpx
 import yaml
+from tests.support.ports import free_port
 
 from bench import throughput
-from bench.issuer import CHECK_URL, RESOURCE, SCOPE, StaticIssuer, free_port, policy_yaml
+from bench.issuer import CHECK_URL, RESOURCE, SCOPE, StaticIssuer, policy_yaml
 
 REPORT = Path(__file__).with_name("ENVOY.md")
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -61,14 +62,16 @@ def _cluster(name: str, port: int, http2: bool = False) -> dict:
 
 
 def envoy_config(kind: str, listen: int, admin: int, grpc_port: int, check_port: int, jwks: dict, issuer: str) -> dict:
-    ext_authz = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+    ext_authz = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "transport_api_version": "V3",
+        "failure_mode_allow": False,
+    }
     if kind == "grpc":
         auth_filter = {
             "name": "envoy.filters.http.ext_authz",
             "typed_config": {
-                "@type": ext_authz,
-                "transport_api_version": "V3",
-                "failure_mode_allow": False,
+                **ext_authz,
                 "grpc_service": {"envoy_grpc": {"cluster_name": "authgate"}, "timeout": "1s"},
             },
         }
@@ -77,9 +80,7 @@ def envoy_config(kind: str, listen: int, admin: int, grpc_port: int, check_port:
         auth_filter = {
             "name": "envoy.filters.http.ext_authz",
             "typed_config": {
-                "@type": ext_authz,
-                "transport_api_version": "V3",
-                "failure_mode_allow": False,
+                **ext_authz,
                 "allowed_headers": {"patterns": [{"exact": "authorization", "ignore_case": True}]},
                 "http_service": {
                     "server_uri": {"uri": f"http://127.0.0.1:{check_port}", "cluster": "authgate", "timeout": "1s"},

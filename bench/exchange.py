@@ -17,7 +17,6 @@ with one caller token whose validation is a verified-token cache hit in every ro
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import logging
@@ -41,7 +40,7 @@ from authgate.jwks import JwksSettings
 from authgate.policy import compile_document
 from authgate.request import CheckRequest
 from authgate.runtime import AuthService, ServiceSettings
-from bench.micro import REPEAT, best_async
+from bench.micro import REPEAT, best_async, run_on_uvloop
 
 REPORT = Path(__file__).resolve().with_name("EXCHANGE.md")
 RESOURCE = RESOURCES_BY_ALG["RS256"]  # https://mcp.example.com/mcp
@@ -139,12 +138,7 @@ async def _measure(idp: OidcProvider, ca: TestCA) -> Result:
 
 
 def measure(idp: OidcProvider, ca: TestCA) -> Result:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(_measure(idp, ca))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_measure(idp, ca))
+    return run_on_uvloop(_measure(idp, ca))
 
 
 def render(result: Result) -> str:

@@ -45,6 +45,7 @@ from tests.support.idp import OidcProvider, default_clients, install_problem
 from tests.support.tls import TestCA
 
 from authgate.sealing import SealingKeys
+from bench.micro import best_sync
 from bench.report import loadavg
 
 REPORT = Path(__file__).resolve().with_name("FACADE.md")
@@ -56,19 +57,9 @@ def sealing_costs(keys: SealingKeys, client_id: str) -> tuple[float, float]:
     """µs to seal and to open a wrapped refresh token (jwcrypto JWE, HKDF-derived key), best of 5."""
     payload = {"cid": client_id, "rt": "r" * 43, "scope": ["mcp:read"], "jti": "0" * 32}
     sealed = keys.seal("refresh", FACADE_ISSUER, POLICY_UID, payload, 60)
-    costs = []
-    for operation in (
-        lambda: keys.seal("refresh", FACADE_ISSUER, POLICY_UID, payload, 60),
-        lambda: keys.open("refresh", FACADE_ISSUER, POLICY_UID, sealed),
-    ):
-        best = float("inf")
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(200):
-                operation()
-            best = min(best, (time.perf_counter() - started) / 200 * 1e6)
-        costs.append(best)
-    return costs[0], costs[1]
+    seal_us, _ = best_sync(lambda: keys.seal("refresh", FACADE_ISSUER, POLICY_UID, payload, 60))
+    open_us, _ = best_sync(lambda: keys.open("refresh", FACADE_ISSUER, POLICY_UID, sealed))
+    return seal_us, open_us
 
 
 @dataclass

@@ -21,9 +21,10 @@ import json
 import logging
 import time
 import timeit
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -42,6 +43,7 @@ from bench.issuer import ALGORITHMS, RESOURCE, SCOPE, StaticIssuer
 
 REPEAT = 5
 MIN_TIME = 0.2  # seconds per repeat, as timeit's autorange
+T = TypeVar("T")
 
 
 @dataclass
@@ -179,10 +181,15 @@ async def _measure(issuer: StaticIssuer, policy_file: Path) -> MicroResult:
     return MicroResult(rows, quiet_us, logged_us, iterations)
 
 
-def measure(issuer: StaticIssuer, policy_file: Path) -> MicroResult:
+def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)` on uvloop when it is installed (authgate serves on it), else on asyncio's loop."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        return asyncio.run(_measure(issuer, policy_file))
+        return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_measure(issuer, policy_file))
+        return runner.run(main)
+
+
+def measure(issuer: StaticIssuer, policy_file: Path) -> MicroResult:
+    return run_on_uvloop(_measure(issuer, policy_file))

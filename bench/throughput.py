@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from tests.support.ports import free_port
 
-from bench.issuer import CHECK_URL, free_port
+from bench.issuer import CHECK_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTHGATE = str(Path(sys.executable).with_name("authgate"))

@@ -17,33 +17,8 @@ There is no controller-manager and no kubelet: no pod runs, no ServiceAccount or
 made for you, nothing is garbage-collected, and a deleted namespace stays Terminating.
 So every test makes its own namespace (`create_namespace`) and leaves it behind.
 
-Fixtures for tests/conftest.py (the same process-wide instance whichever fixture asks):
-
-    from tests.support.cluster import Cluster, session_cluster, stop_session_cluster
-    from tests.support.netns import NetnsHost, require_netns
-
-    @pytest.fixture(scope="session")
-    def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-        yield session_cluster(tmp_path_factory.getbasetemp() / "cluster")
-        stop_session_cluster()
-
-    @pytest.fixture
-    def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
-        return cluster.create_namespace(request.node.name)
-
-    @pytest.fixture
-    def netns_host() -> Iterator[Callable[..., NetnsHost]]:
-        \"\"\"netns_host("auth0") -> a NetnsHost (ag-auth0, 10.200.<i>.2), removed after the test.\"\"\"
-        require_netns()
-        hosts: list[NetnsHost] = []
-
-        def make(name: str, index: int | None = None) -> NetnsHost:
-            hosts.append(NetnsHost(name, index))
-            return hosts[-1]
-
-        yield make
-        for host in reversed(hosts):
-            host.close()
+The fixtures `cluster`, `namespace` and `netns_host` are in tests/conftest.py; `session_cluster`
+hands every caller (fixtures, bench/operator_latency.py) the same process-wide instance.
 """
 
 from __future__ import annotations
