@@ -8,6 +8,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+# Before anything imports them: pytest then explains a failed assert inside tests/support
+# (shared scenarios such as tests/support/proxy_cases.py) as it does in a test module.
+pytest.register_assert_rewrite("tests.support")
+
 from tests.support.authgate import Authgate
 from tests.support.cluster import Cluster, session_cluster, stop_session_cluster
 from tests.support.jwks_server import JwksServer

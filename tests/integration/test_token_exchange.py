@@ -7,7 +7,6 @@ fail closed when the exchange endpoint answers garbage or errors.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import Callable, Iterator
 
@@ -21,9 +20,15 @@ from tests.support.idp import (
     MTLS_EXCHANGE_CLIENT,
     MTLS_EXCHANGE_CN,
     RESOURCES_BY_ALG,
-    SERVICE_CLIENT,
     OidcProvider,
     install_problem,
+)
+from tests.support.proxy_cases import (
+    basic_exchange,
+    claims,
+    downstream_token,
+    mtls_exchange,
+    service_token,
 )
 from tests.support.tls import TestCA
 
@@ -45,28 +50,10 @@ def idp(pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcP
         yield provider
 
 
-def secret_manifest(name: str, namespace: str, data: dict[str, str]) -> str:
-    encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
-    return json.dumps(
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}, "data": encoded}
-    )
-
-
 def policies(idp: OidcProvider, pki: TestCA) -> str:
     client = pki.issue_client_cert("exchange-client", common_name=MTLS_EXCHANGE_CN)
-    exchange = {
-        "tokenEndpoint": idp.token_endpoint,
-        "clientId": EXCHANGE_CLIENT.client_id,
-        "clientSecretRef": {"name": "exchange", "key": "secret"},
-        "audience": EXCHANGE_AUDIENCE,
-        "scopes": ["downstream:read"],
-    }
-    mtls = {
-        "tokenEndpoint": idp.mtls_token_endpoint,
-        "clientId": MTLS_EXCHANGE_CLIENT.client_id,
-        "clientCertificateSecretRef": {"name": "exchange-mtls"},
-        "audience": EXCHANGE_AUDIENCE,
-    }
+    exchange, exchange_secret = basic_exchange(idp)
+    mtls, mtls_secret = mtls_exchange(idp, client.cert.read_text(), client.key.read_text())
     documents = [
         {
             "apiVersion": "authgate.dev/v1alpha1",
@@ -80,14 +67,10 @@ def policies(idp: OidcProvider, pki: TestCA) -> str:
             "metadata": {"name": "mtls"},
             "spec": {"resource": MTLS_RESOURCE, "issuers": [{"issuer": idp.issuer}], "tokenExchange": mtls},
         },
+        exchange_secret,
+        mtls_secret,
     ]
-    secrets = [
-        secret_manifest("exchange", "default", {"secret": EXCHANGE_CLIENT.client_secret}),
-        secret_manifest(
-            "exchange-mtls", "default", {"tls.crt": client.cert.read_text(), "tls.key": client.key.read_text()}
-        ),
-    ]
-    return "\n---\n".join([json.dumps(d) for d in documents] + secrets)
+    return "\n---\n".join(json.dumps(d) for d in documents)
 
 
 @pytest.fixture(scope="module")
@@ -107,31 +90,16 @@ def authgate(idp: OidcProvider, pki: TestCA, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture
 def caller_token(idp: OidcProvider) -> Callable[[str], str]:
     def make(resource: str = RESOURCE) -> str:
-        token = idp.client_credentials_token(
-            SERVICE_CLIENT.client_id, SERVICE_CLIENT.client_secret, resource, "mcp:read"
-        )
-        MINTED_TOKENS.add(token)
-        return token
+        return service_token(idp, resource)
 
     return make
-
-
-def claims(token: str) -> dict:
-    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-
-
-def downstream_token(response: httpx.Response) -> str:
-    scheme, _, token = response.headers["authorization"].partition(" ")
-    assert scheme == "Bearer"
-    MINTED_TOKENS.add(token)
-    return token
 
 
 def test_the_upstream_gets_a_token_for_the_downstream_audience(authgate: Authgate, caller_token) -> None:
     token = caller_token()
     response = authgate.nginx_check(f"{RESOURCE}/tools", "POST", token)
     assert response.status_code == 200
-    exchanged = downstream_token(response)
+    exchanged = downstream_token(response.headers["authorization"])
     assert exchanged != token
     body = claims(exchanged)
     assert body["aud"] == EXCHANGE_AUDIENCE
@@ -143,11 +111,11 @@ def test_the_upstream_gets_a_token_for_the_downstream_audience(authgate: Authgat
 
 def test_exchanged_tokens_are_cached_per_subject_token(authgate: Authgate, idp: OidcProvider, caller_token) -> None:
     token = caller_token()
-    first = downstream_token(authgate.nginx_check(RESOURCE, "GET", token))
+    first = downstream_token(authgate.nginx_check(RESOURCE, "GET", token).headers["authorization"])
     count = idp.exchange_count()
-    assert downstream_token(authgate.nginx_check(RESOURCE, "GET", token)) == first
+    assert downstream_token(authgate.nginx_check(RESOURCE, "GET", token).headers["authorization"]) == first
     assert idp.exchange_count() == count  # served from the cache
-    other = downstream_token(authgate.nginx_check(RESOURCE, "GET", caller_token()))
+    other = downstream_token(authgate.nginx_check(RESOURCE, "GET", caller_token()).headers["authorization"])
     assert other != first and idp.exchange_count() == count + 1
 
 
@@ -168,7 +136,7 @@ def test_concurrent_checks_share_one_exchange(authgate: Authgate, idp: OidcProvi
 def test_mutual_tls_client_authentication(authgate: Authgate, caller_token) -> None:
     response = authgate.nginx_check(f"{MTLS_RESOURCE}/x", "GET", caller_token(MTLS_RESOURCE))
     assert response.status_code == 200
-    body = claims(downstream_token(response))
+    body = claims(downstream_token(response.headers["authorization"]))
     assert body["aud"] == EXCHANGE_AUDIENCE and body["act"] == {"sub": MTLS_EXCHANGE_CLIENT.client_id}
 
 

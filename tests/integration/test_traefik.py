@@ -8,7 +8,6 @@ app that shows which headers reached it.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from tests.support.traefik import Traefik
 from tests.support.upstream import EchoUpstream
 
 pytestmark = pytest.mark.integration
-_request_ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
