@@ -7,7 +7,7 @@ authgate's public port on 127.0.0.1 with that Host header, the way an ingress th
 terminates TLS would send them. Cookies are kept by hand: they are `Secure`, and httpx
 would not send them over the plain-http hop.
 
-    facade = FacadeHarness(...)                  # see `facade_setup()` for a ready one
+    facade = FacadeHarness(...)                  # tests/integration/facade/conftest.py has ready ones
     client = facade.register()
     flow = facade.start(client)                  # the consent page
     redirect = facade.approve(flow)              # → upstream → callback → client redirect
@@ -315,6 +315,7 @@ UPSTREAM_AUTHORIZE_PARAMS = frozenset(
         "prompt",
     }
 )
+CLIENT_STATE = "client-state"  # the state `authorize()` sends unless told otherwise
 # OAuth 2.1 §3.2.4, §4.1.2.1: `error` and `error_description` use only %x20-21 / %x23-5B / %x5D-7E.
 ERROR_TEXT = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 
@@ -376,6 +377,12 @@ def redirect_params(response: httpx.Response) -> dict[str, str]:
     return query_of(response.headers["location"])
 
 
+def authorize(facade: FacadeHarness, client: Registered, **overrides: str | None) -> httpx.Response:
+    """GET /oauth2/authorize for `client` with state CLIENT_STATE unless overridden; the answer, not followed."""
+    params, _, _ = facade.authorize_params(client, **({"state": CLIENT_STATE} | overrides))
+    return facade.request("GET", f"{facade.issuer}/oauth2/authorize", params=params)
+
+
 def authorization_code(facade: FacadeHarness, client: Registered, **overrides: str | None) -> tuple[Flow, str]:
     """A flow approved through the upstream: (the flow, the facade's code for the client)."""
     flow = facade.start(client, **overrides)
@@ -406,6 +413,12 @@ def client_post(
         if client.client_secret is not None:
             data["client_secret"] = client.client_secret
     return facade.request("POST", f"{facade.issuer}/oauth2/{endpoint}", data=data, auth=auth)
+
+
+def refresh(facade: FacadeHarness, client: Registered, refresh_token: str, **extra: str) -> httpx.Response:
+    """The refresh_token grant at the token endpoint, authenticated the way `client` registered."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    return client_post(facade, "token", data, client)
 
 
 def oauth_error(response: httpx.Response, status: int = 400) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import assert_no_token_in, require_tool
 from tests.support.authgate import Authgate
-from tests.support.facade import FacadeHarness, facade_policy, sealing_keys_file, upstream_client_metadata
+from tests.support.facade import FacadeHarness, Registered, facade_policy, sealing_keys_file, upstream_client_metadata
 from tests.support.idp import OidcProvider, default_clients, install_problem
 from tests.support.tls import TestCA
 
@@ -55,11 +55,6 @@ def start_facade(
         harness.close()
 
 
-@pytest.fixture
-def facade(start_facade: Callable[..., FacadeHarness]) -> FacadeHarness:
-    return start_facade()
-
-
 # -- one authgate per test module: a start costs seconds, the flows milliseconds ---------------
 @pytest.fixture(scope="module")
 def start_shared_facade(
@@ -100,3 +95,15 @@ def start_shared_facade(
 def shared_facade(start_shared_facade: Callable[..., FacadeHarness]) -> FacadeHarness:
     """The default facade policy on one authgate for the whole module."""
     return start_shared_facade()
+
+
+@pytest.fixture(scope="module")
+def facade(shared_facade: FacadeHarness) -> FacadeHarness:
+    """The module's facade: `shared_facade`, unless the module starts one of its own under this name."""
+    return shared_facade
+
+
+@pytest.fixture(scope="module")
+def client(facade: FacadeHarness) -> Registered:
+    """A public client with the default registration, on the module's `facade`."""
+    return facade.register()

@@ -6,7 +6,6 @@ opens for the browser that was shown it, and only from the facade's own origin."
 
 from __future__ import annotations
 
-import pytest
 from tests.support.facade import (
     FACADE_ISSUER,
     LOOPBACK_REDIRECT,
@@ -18,16 +17,6 @@ from tests.support.facade import (
 )
 
 BROWSER_COOKIE = "__Host-authgate-browser"
-
-
-@pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
-
-
-@pytest.fixture(scope="module")
-def client(facade: FacadeHarness) -> Registered:
-    return facade.register()
 
 
 def assert_not_framable(response) -> None:

@@ -25,11 +25,6 @@ def facade(start_shared_facade, idp: OidcProvider) -> FacadeHarness:
     return start_shared_facade(facade_policy(idp.issuer, consent="remember"))
 
 
-@pytest.fixture(scope="module")
-def client(facade: FacadeHarness) -> Registered:
-    return facade.register()
-
-
 def approved_browser(facade: FacadeHarness, client: Registered, scope: str = "mcp:read") -> Flow:
     """A browser that approved `client` once (its cookies are in the returned flow)."""
     flow = facade.start(client, scope=scope)

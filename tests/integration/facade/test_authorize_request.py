@@ -5,40 +5,25 @@ the client's redirect_uri as an error, with its state and the facade's iss."""
 from __future__ import annotations
 
 import httpx
-import pytest
 from tests.support.facade import (
+    CLIENT_STATE,
     ERROR_TEXT,
     FACADE_ISSUER,
     FACADE_RESOURCE,
     LOOPBACK_REDIRECT,
     FacadeHarness,
     Registered,
+    authorize,
+    is_consent_page,
     query_of,
     redirect_params,
     shown_error,
 )
 
-STATE = "client-state"
-
-
-@pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
-
-
-@pytest.fixture(scope="module")
-def client(facade: FacadeHarness) -> Registered:
-    return facade.register()
-
-
-def authorize(facade: FacadeHarness, client: Registered, **overrides: str | None) -> httpx.Response:
-    params, _, _ = facade.authorize_params(client, **({"state": STATE} | overrides))
-    return facade.request("GET", f"{FACADE_ISSUER}/oauth2/authorize", params=params)
-
 
 def authorize_pairs(facade: FacadeHarness, client: Registered, *extra: tuple[str, str]) -> httpx.Response:
     """An authorization request with `extra` pairs added (a parameter may then appear twice)."""
-    params, _, _ = facade.authorize_params(client, state=STATE)
+    params, _, _ = facade.authorize_params(client, state=CLIENT_STATE)
     return facade.request("GET", f"{FACADE_ISSUER}/oauth2/authorize", params=[*params.items(), *extra])
 
 
@@ -47,14 +32,10 @@ def client_error(response: httpx.Response) -> dict[str, str]:
     assert response.headers.get("location", "").startswith(LOOPBACK_REDIRECT + "?"), response.text[:300]
     params = redirect_params(response)
     assert "code" not in params
-    assert params.get("state") == STATE and params.get("iss") == FACADE_ISSUER, params
+    assert params.get("state") == CLIENT_STATE and params.get("iss") == FACADE_ISSUER, params
     for field in ("error", "error_description"):  # §4.1.2.1: %x20-21 / %x23-5B / %x5D-7E only
         assert ERROR_TEXT.fullmatch(params.get(field, "")), params
     return params
-
-
-def is_consent_page(response: httpx.Response) -> bool:
-    return response.status_code == 200 and 'name="consent"' in response.text
 
 
 def outcome(response: httpx.Response) -> str:

@@ -4,8 +4,6 @@ every response, and upstream requests built only from what the facade itself dec
 
 from __future__ import annotations
 
-import httpx
-import pytest
 from tests.support.facade import (
     CALLBACK,
     FACADE_ISSUER,
@@ -14,26 +12,10 @@ from tests.support.facade import (
     UPSTREAM_CLIENT,
     FacadeHarness,
     Registered,
+    authorize,
     query_of,
     redirect_params,
 )
-
-STATE = "client-state"
-
-
-@pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
-
-
-@pytest.fixture(scope="module")
-def client(facade: FacadeHarness) -> Registered:
-    return facade.register()
-
-
-def authorize(facade: FacadeHarness, client: Registered, **overrides: str | None) -> httpx.Response:
-    params, _, _ = facade.authorize_params(client, **({"state": STATE} | overrides))
-    return facade.request("GET", f"{FACADE_ISSUER}/oauth2/authorize", params=params)
 
 
 def test_state_is_returned_exactly_as_sent(facade: FacadeHarness, client: Registered) -> None:

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import pytest
 from tests.support.facade import (
     FACADE_ISSUER,
     LOOPBACK_REDIRECT,
@@ -34,16 +33,6 @@ from authgate.sealing import SealingKeys
 
 # What an error page says, never what an upstream (or an attacker on its behalf) wrote.
 UPSTREAM_TEXT = "Call +1-555-0100 to unlock your account <script>alert(1)</script>"
-
-
-@pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
-
-
-@pytest.fixture(scope="module")
-def client(facade: FacadeHarness) -> Registered:
-    return facade.register()
 
 
 def at_callback(facade: FacadeHarness, client: Registered, **overrides: str) -> tuple[Flow, str]:

@@ -12,20 +12,14 @@ from tests.support.facade import (
     POLICY_UID,
     FacadeHarness,
     Registered,
-    authorization_code,
     client_post,
-    code_grant,
     oauth_error,
+    refresh,
 )
 
 from authgate.sealing import SealingKeys
 
 GRANTS = ["authorization_code", "refresh_token"]
-
-
-@pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +37,6 @@ def public(facade: FacadeHarness) -> Registered:
     return facade.register(grant_types=GRANTS)
 
 
-def login(facade: FacadeHarness, client: Registered) -> dict:
-    flow, code = authorization_code(facade, client)
-    response = client_post(facade, "token", code_grant(flow, code), client)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def refresh(facade: FacadeHarness, client: Registered, refresh_token: str):
-    return client_post(facade, "token", {"grant_type": "refresh_token", "refresh_token": refresh_token}, client)
-
-
 def introspection(response) -> dict:
     """An introspection answer (asserts a 200 JSON body that no cache keeps)."""
     assert response.status_code == 200, response.text
@@ -64,7 +47,7 @@ def introspection(response) -> dict:
 def test_introspection_requires_an_authenticated_client(
     facade: FacadeHarness, resource_server: Registered, public: Registered
 ) -> None:
-    token = login(facade, resource_server)["refresh_token"]
+    token = facade.login(resource_server)["refresh_token"]
     url = f"{FACADE_ISSUER}/oauth2/introspect"
     attempts = {
         "anonymous": facade.request("POST", url, data={"token": token}),
@@ -79,7 +62,7 @@ def test_introspection_requires_an_authenticated_client(
 def test_a_clients_own_refresh_token_introspects_as_active(
     facade: FacadeHarness, resource_server: Registered, sealing_keys: Path
 ) -> None:
-    token = login(facade, resource_server)["refresh_token"]
+    token = facade.login(resource_server)["refresh_token"]
     response = client_post(facade, "introspect", {"token": token}, resource_server)
     answer = introspection(response)
     assert answer.get("active") is True
@@ -91,7 +74,7 @@ def test_a_clients_own_refresh_token_introspects_as_active(
 
 
 def test_a_clients_own_access_token_introspects_as_active(facade: FacadeHarness, resource_server: Registered) -> None:
-    token = login(facade, resource_server)["access_token"]
+    token = facade.login(resource_server)["access_token"]
     response = client_post(facade, "introspect", {"token": token, "token_type_hint": "access_token"}, resource_server)
     answer = introspection(response)
     assert answer.get("active") is True
@@ -100,7 +83,7 @@ def test_a_clients_own_access_token_introspects_as_active(facade: FacadeHarness,
 def test_an_unknown_token_introspects_as_inactive_and_nothing_more(
     facade: FacadeHarness, resource_server: Registered
 ) -> None:
-    wrapped = login(facade, resource_server)["refresh_token"]
+    wrapped = facade.login(resource_server)["refresh_token"]
     tampered = wrapped[:-4] + ("AAAA" if not wrapped.endswith("AAAA") else "BBBB")
     outcomes = {}
     for name, token in (("unknown", "no-such-token"), ("tampered", tampered)):
@@ -112,7 +95,7 @@ def test_an_unknown_token_introspects_as_inactive_and_nothing_more(
 def test_another_clients_token_introspects_as_inactive(
     facade: FacadeHarness, resource_server: Registered, other_server: Registered
 ) -> None:
-    token = login(facade, resource_server)["refresh_token"]
+    token = facade.login(resource_server)["refresh_token"]
     response = client_post(facade, "introspect", {"token": token}, other_server)
     assert introspection(response) == {"active": False}
 
@@ -120,7 +103,7 @@ def test_another_clients_token_introspects_as_inactive(
 def test_revocation_answers_200_for_a_token_it_does_not_know(
     facade: FacadeHarness, resource_server: Registered, public: Registered
 ) -> None:
-    wrapped = login(facade, public)["refresh_token"]
+    wrapped = facade.login(public)["refresh_token"]
     tampered = wrapped[:-4] + ("AAAA" if not wrapped.endswith("AAAA") else "BBBB")
     outcomes = {}
     for client_name, client in (("public", public), ("confidential", resource_server)):
@@ -134,7 +117,7 @@ def test_a_revoked_refresh_token_no_longer_refreshes(
     facade: FacadeHarness, resource_server: Registered, public: Registered
 ) -> None:
     for client, hint in ((public, {}), (resource_server, {"token_type_hint": "refresh_token"})):
-        wrapped = login(facade, client)["refresh_token"]
+        wrapped = facade.login(client)["refresh_token"]
         revoked = client_post(facade, "revoke", {"token": wrapped, **hint}, client)
         assert revoked.status_code == 200, revoked.text
         assert "no-store" in revoked.headers.get("cache-control", "")
@@ -143,7 +126,7 @@ def test_a_revoked_refresh_token_no_longer_refreshes(
 
 
 def test_revocation_authenticates_confidential_clients(facade: FacadeHarness, resource_server: Registered) -> None:
-    wrapped = login(facade, resource_server)["refresh_token"]
+    wrapped = facade.login(resource_server)["refresh_token"]
     url = f"{FACADE_ISSUER}/oauth2/revoke"
     wrong = facade.request("POST", url, data={"token": wrapped}, auth=(resource_server.client_id, "wrong"))
     unauthenticated = facade.request("POST", url, data={"token": wrapped, "client_id": resource_server.client_id})
@@ -156,7 +139,7 @@ def test_revocation_authenticates_confidential_clients(facade: FacadeHarness, re
 def test_revoking_another_clients_token_does_not_revoke_it(
     facade: FacadeHarness, public: Registered, other_server: Registered
 ) -> None:
-    wrapped = login(facade, public)["refresh_token"]
+    wrapped = facade.login(public)["refresh_token"]
     attempt = client_post(facade, "revoke", {"token": wrapped, "token_type_hint": "refresh_token"}, other_server)
     assert attempt.status_code in (200, 400), attempt.text
     response = refresh(facade, public, wrapped)
@@ -164,7 +147,7 @@ def test_revoking_another_clients_token_does_not_revoke_it(
 
 
 def test_revoking_an_access_token_is_answered_by_rfc_7009(facade: FacadeHarness, resource_server: Registered) -> None:
-    token = login(facade, resource_server)["access_token"]
+    token = facade.login(resource_server)["access_token"]
     response = client_post(facade, "revoke", {"token": token, "token_type_hint": "access_token"}, resource_server)
     # Revoked (200), or refused as a type this server cannot revoke (§2.2.1); never "try again later".
     if response.status_code != 200:

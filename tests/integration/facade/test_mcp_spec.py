@@ -24,7 +24,6 @@ from tests.support.facade import (
     UPSTREAM_CLIENT,
     FacadeHarness,
     Flow,
-    Registered,
     authorization_code,
     callback_url,
     client_post,
@@ -67,14 +66,6 @@ def facade(gate: FacadeHarness) -> Iterator[FacadeHarness]:
     harness.close()
 
 
-def tokens_for(facade: FacadeHarness, client: Registered, **overrides: str | None) -> dict:
-    """The whole flow; the token response (asserted successful, never printed)."""
-    flow, code = authorization_code(facade, client, **overrides)
-    response = client_post(facade, "token", code_grant(flow, code), client)
-    assert response.status_code == 200, f"{response.status_code}: {response.text[:300]}"
-    return response.json()
-
-
 def error_redirect(response: httpx.Response) -> dict[str, str]:
     """An authorization error sent back to the client's redirect_uri (OAuth 2.1 §4.1.2.1)."""
     assert response.status_code in (302, 303), f"{response.status_code}: {response.text[:300]}"
@@ -93,7 +84,7 @@ def test_mcp_authorization_server_implements_oauth21_for_public_and_confidential
     gets a token for the resource through the authorization code flow with PKCE, and the token
     passes the resource's check."""
     client = facade.register(token_endpoint_auth_method=method)
-    tokens = tokens_for(facade, client)
+    tokens = facade.login(client)
     assert tokens["token_type"] == "Bearer"
     check = facade.authgate.nginx_check(FACADE_RESOURCE, "POST", token=tokens["access_token"])  # type: ignore[attr-defined]
     assert check.status_code == 200, check.status_code
@@ -164,7 +155,7 @@ def test_mcp_issued_access_token_is_audience_bound_to_the_mcp_server(
     (RFC 8707, RFC 9068 `aud`): the token is bound to the MCP server's canonical URI, whether
     or not the client named it, and so it is accepted there and nowhere else."""
     client = facade.register()
-    tokens = tokens_for(facade, client, resource=resource)
+    tokens = facade.login(client, resource=resource)
     audience = jwt_claims(tokens["access_token"])["aud"]
     assert (audience if isinstance(audience, list) else [audience]) == [FACADE_RESOURCE]
     gate = facade.authgate  # type: ignore[attr-defined]
@@ -304,7 +295,7 @@ def test_mcp_public_client_refresh_tokens_are_rotated(facade: FacadeHarness) -> 
     authorization servers MUST rotate refresh tokens (OAuth 2.1 §4.3.1): a refresh returns a new
     refresh token and the one it replaced no longer works."""
     client = facade.register(grant_types=GRANTS)
-    first = tokens_for(facade, client, scope="mcp:read offline_access")
+    first = facade.login(client, scope="mcp:read offline_access")
     assert "refresh_token" in first, sorted(first)
     refreshed = client_post(
         facade, "token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, client
@@ -331,7 +322,7 @@ def test_mcp_public_client_refresh_token_rotation_holds_across_replicas(
     stateless design (DESIGN: "Any replica finishes any flow"): a refresh token replaced on one
     replica must not work on another one either."""
     client = facade.register(grant_types=GRANTS)
-    first = tokens_for(facade, client, scope="mcp:read offline_access")
+    first = facade.login(client, scope="mcp:read offline_access")
     refreshed = client_post(
         facade, "token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, client
     )

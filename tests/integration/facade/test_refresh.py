@@ -22,6 +22,7 @@ from tests.support.facade import (
     jose_header,
     jwt_claims,
     oauth_error,
+    refresh,
     sealing_keys_file,
 )
 
@@ -29,11 +30,6 @@ from authgate.facade.endpoints import REFRESH_TTL
 from authgate.sealing import SealError, SealingKeys
 
 GRANTS = ["authorization_code", "refresh_token"]
-
-
-@pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +53,10 @@ def keys(sealing_keys: Path) -> SealingKeys:
 
 
 def login(facade: FacadeHarness, client: Registered, scope: str = "mcp:read") -> dict:
-    flow, code = authorization_code(facade, client, scope=scope)
-    response = client_post(facade, "token", code_grant(flow, code), client)
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body = facade.login(client, scope=scope)
     fields = sorted(body)
     assert "refresh_token" in fields, fields
     return body
-
-
-def refresh(facade: FacadeHarness, client: Registered, refresh_token: str, **extra: str):
-    return client_post(
-        facade, "token", {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}, client
-    )
 
 
 def granted(response) -> set[str]:

@@ -22,11 +22,6 @@ GUESSES = 160  # more than the token endpoint's burst of 100 per client address
 
 
 @pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
-
-
-@pytest.fixture(scope="module")
 def basic(facade: FacadeHarness) -> Registered:
     return facade.register(token_endpoint_auth_method="client_secret_basic")
 

@@ -41,11 +41,6 @@ OTHER_GRANTS = (
 
 
 @pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
-
-
-@pytest.fixture(scope="module")
 def client(facade: FacadeHarness) -> Registered:
     return facade.register(grant_types=["authorization_code", "refresh_token"])
 

@@ -28,11 +28,6 @@ FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
-def facade(shared_facade: FacadeHarness) -> FacadeHarness:
-    return shared_facade
-
-
-@pytest.fixture(scope="module")
 def client(facade: FacadeHarness) -> Registered:
     return facade.register(token_endpoint_auth_method="client_secret_post")
 
