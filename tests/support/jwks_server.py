@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tests.support.keys import SigningKey
-from tests.support.ports import free_port
+from tests.support.threaded_server import ThreadedServer
 
 
 class JwksServer:
@@ -27,7 +25,12 @@ class JwksServer:
     `delay` (seconds, for slow). `fetches` counts JWKS requests."""
 
     def __init__(self, keys: list[SigningKey], path: str = "") -> None:
-        self.port = free_port()
+        routes = [
+            Route(f"{path}/.well-known/openid-configuration", self._discovery),
+            Route("/jwks", self._jwks),
+        ]
+        self._http = ThreadedServer(Starlette(routes=routes), name="JWKS test server")
+        self.port = self._http.port
         self.issuer = f"http://127.0.0.1:{self.port}{path}"
         self.jwks_uri = f"http://127.0.0.1:{self.port}/jwks"
         self.keys = list(keys)
@@ -36,20 +39,6 @@ class JwksServer:
         self.fetches = 0
         self.discoveries = 0
         self._lock = threading.Lock()
-        routes = [
-            Route(f"{path}/.well-known/openid-configuration", self._discovery),
-            Route("/jwks", self._jwks),
-        ]
-        config = uvicorn.Config(
-            Starlette(routes=routes),
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     async def _discovery(self, request: Request) -> Response:
         self.discoveries += 1
@@ -77,17 +66,11 @@ class JwksServer:
             self.discoveries = 0
 
     def start(self) -> JwksServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("JWKS test server did not start")
-            time.sleep(0.01)
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(5)
+        self._http.stop(5)
 
     def __enter__(self) -> JwksServer:
         return self.start()

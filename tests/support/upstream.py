@@ -18,12 +18,9 @@ failed to overwrite). Requests are also kept in `.requests`.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from typing import Any
 
-import uvicorn
+from tests.support.threaded_server import ThreadedServer
 
 
 class EchoUpstream:
@@ -32,16 +29,11 @@ class EchoUpstream:
     `host`, `port`, `url`, `requests` (list of the echoed dicts)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._server = ThreadedServer(self._app, name="echo upstream", host=host, port=port)
         self.host = host
-        self.port: int = self._socket.getsockname()[1]
+        self.port: int = self._server.port
         self.url = f"http://{host}:{self.port}"
         self.requests: list[dict[str, Any]] = []
-        config = uvicorn.Config(self._app, interface="asgi3", lifespan="off", log_level="warning", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
@@ -75,21 +67,11 @@ class EchoUpstream:
         await send({"type": "http.response.body", "body": body})
 
     def start(self, timeout: float = 10.0) -> EchoUpstream:
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"echo upstream on {self.url} did not start")
-            time.sleep(0.01)
+        self._server.start(timeout)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout)
-            self._thread = None
-        self._socket.close()
+        self._server.stop(timeout)
 
     def __enter__(self) -> EchoUpstream:
         return self.start()

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 import uuid
 from collections import Counter
@@ -24,7 +22,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from tests.support.authgate import Authgate
 from tests.support.facade import (
     FACADE_RESOURCE,
@@ -43,6 +40,7 @@ from tests.support.facade import (
     shown_error,
 )
 from tests.support.idp import OidcProvider
+from tests.support.threaded_server import ThreadedServer
 from tests.support.tls import IssuedCert, TestCA
 
 EGRESS_TIMEOUT = 2.0  # seconds, --egress-timeout of this module's authgate
@@ -61,24 +59,13 @@ class DocumentServer:
     answers; `hits[path]` counts the requests a path received."""
 
     def __init__(self, cert: IssuedCert) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
+        # authgate keeps its connections to us alive: give open requests 1 s at stop
+        self._http = ThreadedServer(
+            self._app, name="client metadata document server", tls=(cert.cert, cert.key), graceful_shutdown=1
+        )
+        self.port: int = self._http.port
         self.answers: dict[str, Answer] = {}
         self.hits: Counter[str] = Counter()
-        config = uvicorn.Config(
-            self._app,
-            interface="asgi3",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            ssl_certfile=str(cert.cert),
-            ssl_keyfile=str(cert.key),
-            timeout_graceful_shutdown=1,  # authgate keeps its connections to us alive
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     def url(self, name: str = "client.json", host: str = "127.0.0.1") -> str:
         """A document URL no other test uses."""
@@ -111,18 +98,11 @@ class DocumentServer:
         await send({"type": "http.response.body", "body": answer.body})
 
     def start(self) -> DocumentServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the client metadata document server did not start")
-            time.sleep(0.01)
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._socket.close()
+        self._http.stop()
 
 
 def document(url: str, **fields: Any) -> dict[str, Any]:
