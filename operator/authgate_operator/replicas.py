@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from authgate import bounded_json
 from authgate_operator.kube import Endpoint
 
 log = logging.getLogger("authgate.operator")
+MAX_STATUS_BYTES = 16 * 1024 * 1024  # a replica's answer (its status lists every policy)
 
 
 @dataclass
@@ -66,9 +68,9 @@ class Replicas:
             report.error = f"{endpoint.address}: status answered {response.status_code}"
             return report
         try:
-            state = response.json()
-        except ValueError:
-            report.error = f"{endpoint.address}: status is not JSON"
+            state = bounded_json.read_object(response.content, MAX_STATUS_BYTES)
+        except bounded_json.JSONInputError as error:
+            report.error = f"{endpoint.address}: status is {error}"
             return report
         if state.get("ready"):
             report.generation, report.version = state.get("generation"), state.get("version")
@@ -84,8 +86,8 @@ class Replicas:
         if response.status_code == 200:
             return 200, None
         try:
-            detail = response.json().get("error_description", "")
-        except ValueError:
+            detail = str(bounded_json.read_object(response.content, MAX_STATUS_BYTES).get("error_description", ""))
+        except bounded_json.JSONInputError:
             detail = ""
         return response.status_code, f"{endpoint.address}: push answered {response.status_code} {detail}"[:300]
 

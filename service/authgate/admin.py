@@ -6,7 +6,6 @@ authenticated too and reports versions and key state, never secrets.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.applications import Starlette
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from authgate import bounded_json
 from authgate.admin_auth import AdminAuth
 from authgate.errors import PolicyError
 from authgate.policy import compile_document
@@ -24,7 +24,9 @@ MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 
 
 def _error(status: int, error: str, description: str, **extra) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description, **extra}, status)
+    # RFC 9110 §15.5.2: every 401 names the scheme that would be accepted.
+    headers = {"WWW-Authenticate": 'Bearer realm="authgate-admin"'} if status == 401 else None
+    return JSONResponse({"error": error, "error_description": description, **extra}, status, headers=headers)
 
 
 def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
@@ -49,9 +51,9 @@ def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
             if len(body) > MAX_SNAPSHOT_BYTES:
                 return _error(413, "too_large", "snapshot larger than 16 MiB")
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "invalid_request", "body is not JSON")
+            document = bounded_json.read(body, MAX_SNAPSHOT_BYTES)
+        except bounded_json.JSONInputError as error:
+            return _error(400, "invalid_request", f"body is {error}")
         try:
             compiled = compile_document(document, service.settings.validation)
             changed = service.load(compiled)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from authgate import bounded_json
+
 log = logging.getLogger("authgate.admin")
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -123,8 +125,10 @@ class TokenReviewer:
             log.error("TokenReview refused", extra={"status": response.status_code})
             return False
         try:
-            status = response.json().get("status", {})
-        except ValueError:
+            status = bounded_json.read_object(response.content, 64 * 1024).get("status")
+        except bounded_json.JSONInputError:
+            return False
+        if not isinstance(status, dict) or not isinstance(status.get("user"), dict | None):
             return False
         username = (status.get("user") or {}).get("username")
         accepted = (

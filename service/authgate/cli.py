@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import io
 import json
 import logging
 import os
 import re
 import secrets
 import sys
+import zlib
 from pathlib import Path
 
-from authgate import logs
+from authgate import bounded_json, logs, metrics
 from authgate.egress import EgressPolicy
 from authgate.errors import PolicyError
 from authgate.jwks import JwksSettings
@@ -112,16 +114,22 @@ def _print_issues(error: PolicyError) -> None:
 
 
 def read_snapshot_file(path: str) -> object:
-    raw = Path(path).read_bytes()
+    """A snapshot document from a file (the mounted Secret: JSON, maybe gzipped), bounded like a push."""
+    from authgate.admin import MAX_SNAPSHOT_BYTES
+
+    with open(path, "rb") as file:
+        raw = file.read(MAX_SNAPSHOT_BYTES + 1)
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return json.loads(raw)
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+                raw = unzipped.read(MAX_SNAPSHOT_BYTES + 1)
+        except (OSError, EOFError, zlib.error):
+            raise ValueError(f"{path}: not valid gzip") from None
+    return bounded_json.read(raw, MAX_SNAPSHOT_BYTES)
 
 
 # -- serve ---------------------------------------------------------------------
 async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
-    from prometheus_client import make_asgi_app
-
     from authgate.adapters.check_app import CheckApp
     from authgate.adapters.envoy_grpc import GrpcServer
     from authgate.admin import create_admin_app
@@ -155,7 +163,7 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
         Listener("public", create_public_app(service), args.address, args.port),
         Listener("check", CheckApp(service), args.address, args.check_port),
         Listener("admin", create_admin_app(service, admin_auth), args.address, args.admin_port),
-        Listener("metrics", make_asgi_app(), args.address, args.metrics_port),
+        Listener("metrics", metrics.create_metrics_app(), args.address, args.metrics_port),
         *extra_listeners,
     ]
     grpc_server = GrpcServer(service, args.address, args.grpc_port)
@@ -359,19 +367,31 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--token-file", metavar="F", help="read the token from F (default: standard input)")
     _add_service_flags(explain)
     explain.set_defaults(func=cmd_explain)
-    operator = commands.add_parser("operator", help="run the Kubernetes operator")
     try:
         from authgate_operator.main import add_arguments
-    except ImportError:  # installed without the `operator` extra
-        operator.set_defaults(func=lambda _: print("error: pip install 'authgate[operator]'", file=sys.stderr) or 2)
+    except ImportError:  # installed without the `operator` extra: say how to get it, whatever the arguments
+        operator = commands.add_parser("operator", help="run the Kubernetes operator", add_help=False)
+        operator.set_defaults(func=_operator_missing, takes_any_arguments=True)
     else:
+        operator = commands.add_parser("operator", help="run the Kubernetes operator")
         add_arguments(operator)
         operator.set_defaults(func=cmd_operator)
     return parser
 
 
+def _operator_missing(args: argparse.Namespace) -> int:
+    print(
+        "error: the operator is not installed: pip install 'authgate[operator]' (it needs kopf and kubernetes)",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "takes_any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logs.configure(args.log_level)
     return args.func(args)
 

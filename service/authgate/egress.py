@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import re
 import socket
@@ -23,6 +22,7 @@ import certifi
 import httpcore
 import httpx
 
+from authgate import bounded_json
 from authgate.errors import (
     EgressBadResponse,
     EgressBlocked,
@@ -31,6 +31,7 @@ from authgate.errors import (
     EgressTimeout,
     EgressTooLarge,
 )
+from authgate.target import TargetError, parse_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -60,14 +61,10 @@ class EgressResponse:
 
     def json_object(self) -> dict[str, Any]:
         """The body as a JSON object (RFC 8259, UTF-8), else EgressBadResponse."""
-        try:
-            value = json.loads(self.content.decode("utf-8"), parse_constant=_refuse_constant)
-        except (ValueError, RecursionError):
-            raise EgressBadResponse(self.url, "body is not JSON", self.status_code) from None
-        if not isinstance(value, dict):
-            kind = type(value).__name__
-            raise EgressBadResponse(self.url, f"body is a JSON {kind}, not an object", self.status_code)
-        return value
+        try:  # the size was capped while reading (max_response_bytes)
+            return bounded_json.read_object(self.content, len(self.content))
+        except bounded_json.JSONInputError as error:
+            raise EgressBadResponse(self.url, f"body is {error}", self.status_code) from None
 
     def max_age(self) -> float | None:
         """Cache-Control max-age in seconds (RFC 9111 §5.2.2.1); None if absent or unusable.
@@ -87,10 +84,6 @@ class EgressResponse:
                 # RFC 9111 §1.2.2: delta-seconds beyond 2^31 are taken as 2^31.
                 max_age = float(2**31 if len(argument) > 10 else min(int(argument), 2**31))
         return max_age
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 # Screened IPv4 ranges, most specific first so the reason names the narrowest one.
@@ -478,6 +471,10 @@ class EgressClient:
             raise EgressBlocked(shown, "URL has no host")
         if parsed.scheme == "http" and not self._policy.insecure_http:
             raise EgressBlocked(shown, "http is not allowed (https required)")
+        try:  # and the one strict parser, so that httpx cannot see another host than policy checks did
+            parse_url(url)
+        except TargetError as error:
+            raise EgressBlocked(shown, f"not a valid URL ({error})") from None
 
         host = parsed.raw_host.decode("ascii")
         if (refusal := self._rules.host_refusal(host)) is not None:

@@ -33,6 +33,7 @@ log = logging.getLogger("authgate.exchange")
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 MAX_RESPONSE_BYTES = 64 * 1024
+MAX_EXPIRES_IN = 366 * 24 * 3600  # longer is no access token; it would also overflow the clock arithmetic
 MTLS_CLIENTS_KEPT = 8  # distinct client certificates kept connected (policies x rotations in flight)
 _SAFE_TEXT = re.compile(r"[^\x20-\x7e]")
 
@@ -71,7 +72,9 @@ def _parse_response(status: int, body: dict) -> tuple[str, str, int | None, str 
     if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "n_a"):
         raise ExchangeFailed(503, "token exchange answered with an unusable token_type")
     expires_in = body.get("expires_in")
-    if expires_in is not None and (isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 0):
+    if expires_in is not None and (
+        isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 0 <= expires_in <= MAX_EXPIRES_IN
+    ):
         raise ExchangeFailed(503, "token exchange answered with an invalid expires_in")
     scope = body.get("scope") if isinstance(body.get("scope"), str) else None
     return token, issued if isinstance(issued, str) else ACCESS_TOKEN_TYPE, expires_in, scope

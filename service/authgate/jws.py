@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwcrypto import jwk
 
+from authgate import bounded_json
 from authgate.errors import TokenError
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -69,12 +69,13 @@ class CompactJWS:
 
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(segment))
-    except (ValueError, UnicodeDecodeError):
-        raise TokenError(f"malformed token: {what} is not base64url JSON") from None
-    if not isinstance(value, dict):
-        raise TokenError(f"malformed token: {what} is not a JSON object")
-    return value
+        decoded = b64url_decode(segment)
+    except ValueError:
+        raise TokenError(f"malformed token: {what} is not base64url") from None
+    try:
+        return bounded_json.read_object(decoded, MAX_TOKEN_BYTES)
+    except bounded_json.JSONInputError as error:
+        raise TokenError(f"malformed token: {what} is {error}") from None
 
 
 def parse_compact(token: str) -> CompactJWS:

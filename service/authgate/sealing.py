@@ -25,11 +25,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
 
+from authgate import bounded_json
 from authgate.errors import AuthgateError
 
 log = logging.getLogger("authgate")
 _SALT = b"authgate-sealing-v1"
 MIN_KEY_BYTES = 32
+MAX_SEALED_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 1024  # {"alg":"dir","enc":"A256GCM","kid":...}
+MAX_KEY_FILE_BYTES = 1024 * 1024
 
 
 class SealingKeyError(AuthgateError):
@@ -48,6 +52,14 @@ class MasterKey:
 
 def _b64url(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def _protected_header(sealed: str) -> dict[str, Any]:
+    """The JWE protected header of a sealed value, parsed within bounds; SealError otherwise."""
+    try:
+        return bounded_json.read_object(_b64url(sealed.split(".", 1)[0]), MAX_HEADER_BYTES)
+    except (ValueError, TypeError):  # binascii.Error and JSONInputError are ValueErrors
+        raise SealError("not a sealed value") from None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -93,11 +105,11 @@ class SealingKeys:
     @classmethod
     def load(cls, path: str | Path) -> SealingKeys:
         try:
-            document = json.loads(Path(path).read_text())
+            document = bounded_json.read(Path(path).read_bytes(), MAX_KEY_FILE_BYTES)
         except OSError as error:
             raise SealingKeyError(f"{path}: cannot read ({error.strerror})") from None
-        except ValueError:
-            raise SealingKeyError(f"{path}: not JSON") from None
+        except bounded_json.JSONInputError as error:
+            raise SealingKeyError(f"{path}: {error}") from None
         return cls.parse(document, str(path))
 
     @staticmethod
@@ -110,10 +122,7 @@ class SealingKeys:
     def mac_key(self, purpose: str, issuer: str, policy_uid: str, sealed_with: str) -> bytes:
         """Key bytes for a MAC bound to a sealed value: derived from the master key that
         sealed it (so a rotation does not change MACs of values sealed before it)."""
-        try:
-            kid = json.loads(_b64url(sealed_with.split(".", 1)[0])).get("kid")
-        except (ValueError, AttributeError):
-            raise SealError("not a sealed value") from None
+        kid = _protected_header(sealed_with).get("kid")
         master = next((key for key in self.keys if key.kid == kid), None)
         if master is None:
             raise SealError("sealed with an unknown key")
@@ -138,13 +147,11 @@ class SealingKeys:
         return token.serialize(compact=True)
 
     def open(self, purpose: str, issuer: str, policy_uid: str, sealed: str, now: float | None = None) -> dict:
-        if not isinstance(sealed, str) or len(sealed) > 16 * 1024 or sealed.count(".") != 4:
+        if not isinstance(sealed, str) or len(sealed) > MAX_SEALED_BYTES or sealed.count(".") != 4:
             raise SealError("not a sealed value")
-        try:
-            header = json.loads(_b64url(sealed.split(".", 1)[0]))
-        except ValueError:
-            raise SealError("not a sealed value") from None
-        if not isinstance(header, dict) or header.get("alg") != "dir" or header.get("enc") != "A256GCM":
+        # Checked here, bounded, before jwcrypto parses the same header without bounds.
+        header = _protected_header(sealed)
+        if header.get("alg") != "dir" or header.get("enc") != "A256GCM":
             raise SealError("not a sealed value")
         master = next((key for key in self.keys if key.kid == header.get("kid")), None)
         if master is None:
@@ -152,12 +159,11 @@ class SealingKeys:
         token = jwe.JWE()
         try:
             token.deserialize(sealed, key=self._derived(master, purpose, issuer, policy_uid))
-            body = json.loads(token.payload)
-        except (JWException, ValueError):
+            body = bounded_json.read_object(token.payload, MAX_SEALED_BYTES)
+        except (JWException, ValueError):  # JSONInputError is a ValueError
             raise SealError("sealed value does not open here") from None
         if (
-            not isinstance(body, dict)
-            or body.get("pur") != purpose
+            body.get("pur") != purpose
             or body.get("iss") != issuer
             or body.get("pol") != policy_uid
             or not isinstance(body.get("exp"), int)

@@ -39,6 +39,9 @@ def _config(listener: Listener) -> uvicorn.Config:
         access_log=False,  # the decision log is the access log; uvicorn's would print query strings
         log_config=None,
         server_header=False,
+        # The client address is the socket's: X-Forwarded-For counts only where a port says
+        # so (the facade's --forwarded-for-hops), never for every loopback peer (uvicorn's default).
+        proxy_headers=False,
         timeout_keep_alive=75,  # proxies keep their connections to the auth service open
         timeout_graceful_shutdown=10,
     )

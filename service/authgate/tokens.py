@@ -2,7 +2,8 @@
 
 Checks, in order: compact form, trusted `iss` (exact), allowed asymmetric `alg`,
 optional `typ` (RFC 9068 §4), signature, `exp`/`nbf`/`iat` with the entry's leeway,
-`aud` (RFC 8707: must contain one of the entry's audiences) and required claims.
+`aud` (RFC 8707: must contain one of the entry's audiences), required claims, and no
+`cnf` (a sender-constrained token, whose binding is not checked yet, is refused).
 Verified tokens are cached per issuer entry until (at most) their `exp`.
 """
 
@@ -34,12 +35,19 @@ class VerifiedToken:
     expires_at: float
 
 
+# A NumericDate (RFC 7519 §2) outside 1970..9999 is no date any issuer means; bounding it
+# also keeps huge integers from ever reaching float arithmetic.
+MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
 def _number(claims: dict[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenError(f"claim {name} is not a number")
+    if not 0 <= value <= MAX_NUMERIC_DATE:  # False for NaN too
+        raise TokenError(f"claim {name} is not a date between 1970 and 9999")
     return float(value)
 
 
@@ -83,6 +91,10 @@ def check_claims(claims: dict[str, Any], entry: CompiledIssuer, now: float, requ
     for name in entry.required_claims:
         if claims.get(name) is None:
             raise TokenError(f"required claim {name} missing")
+    if "cnf" in claims:
+        # RFC 7800 / RFC 9449 / RFC 8705: a key-bound token is worth nothing as a bearer
+        # token; until authgate checks the binding it refuses every one (fail closed).
+        raise TokenError("token is sender-constrained (cnf) and its binding cannot be checked")
     return exp
 
 

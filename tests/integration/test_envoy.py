@@ -192,6 +192,11 @@ def test_encoded_slash_is_refused_even_with_a_valid_token(
     assert edge.new_app_requests() == []
 
 
+@pytest.mark.parametrize("raw_target", proxy_cases.AMBIGUOUS_PATH_TARGETS)
+def test_ambiguous_path_is_refused(edge: Edge, raw_target: str) -> None:
+    proxy_cases.ambiguous_path_is_refused(edge, raw_target)
+
+
 def test_a_longer_name_is_not_under_the_mcp_prefix(edge: Edge, mint: Callable[..., str]) -> None:
     token = mint(audience=RESOURCE, scope="mcp:read mcp:admin")
     response = edge.request("/mcpx", token=token)

@@ -149,6 +149,12 @@ def test_dot_segments_do_not_escape_into_the_anonymous_route(edge: Edge, raw_tar
     proxy_cases.dot_segments_do_not_escape_into_the_anonymous_route(edge, raw_target, normalized)
 
 
+@pytest.mark.parametrize("raw_target", proxy_cases.AMBIGUOUS_PATH_TARGETS)
+def test_ambiguous_path_is_refused(edge: Edge, raw_target: str) -> None:
+    proxy_cases.ambiguous_path_is_refused(edge, raw_target)
+    assert edge.decision()["reason"] == "bad_request"  # refused by authgate, not by nginx
+
+
 @pytest.mark.parametrize("raw_target", ["/mcp%2Fx", "/mcp%2fhealth", "/mcp/health%2F..%2Fadmin"])
 def test_encoded_slash_is_refused_even_with_a_valid_token(
     edge: Edge, mint: Callable[..., str], raw_target: str

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import LOCAL_EGRESS
+from tests.support import proxy_cases
 from tests.support.authgate import Authgate
 from tests.support.edge import (
     ADMIN_TOOL,
@@ -167,6 +168,11 @@ def test_encoded_separators_never_reach_the_app(edge: Edge, mint: Callable[..., 
     response = edge.request("/", raw_target=raw_target, token=mint(audience=RESOURCE, scope="mcp:read"))
     assert response.status_code == 400
     assert edge.new_app_requests() == []
+
+
+@pytest.mark.parametrize("raw_target", proxy_cases.AMBIGUOUS_PATH_TARGETS)
+def test_ambiguous_path_is_refused(edge: Edge, raw_target: str) -> None:
+    proxy_cases.ambiguous_path_is_refused(edge, raw_target)
 
 
 def test_a_longer_name_is_not_under_the_mcp_prefix(edge: Edge, mint: Callable[..., str]) -> None:

@@ -241,6 +241,33 @@ def dot_segments_do_not_escape_into_the_anonymous_route(edge: Edge, raw_target: 
     assert (decision["path"], decision["reason"]) == (normalized, "no_token")
 
 
+# Paths a Tomcat/Jetty/Spring backend would read as another path than the one matched:
+# path parameters (";"), and a percent sign that a backend decoding twice would turn into
+# an encoded slash or dot.
+AMBIGUOUS_PATH_TARGETS = [
+    "/mcp/admin;x",
+    "/mcp/health/..;/admin",
+    "/mcp/health;jsessionid=1",
+    "/mcp/health/%252e%252e/admin",
+    "/mcp/health%252F..%252Fadmin",
+]
+
+
+def ambiguous_path_is_refused(edge: Edge, raw_target: str) -> None:
+    """The path is refused (400) and never reaches the app, not even through the anonymous
+    /mcp/health rule. Envoy's own normalization resolves `..;` as a dot-segment before the
+    check: then authgate judges (and the app gets) the resolved path, which needs a token."""
+    response = edge.request("/", raw_target=raw_target)
+
+    assert edge.new_app_requests() == []
+    if response.status_code == 401:
+        decision = edge.decision(response)
+        assert ";" not in decision["path"] and "%25" not in decision["path"], decision
+        assert decision["reason"] == "no_token"
+    else:
+        assert response.status_code == 400
+
+
 def protected_resource_metadata_is_public(edge: Edge) -> None:
     response = edge.request("/.well-known/oauth-protected-resource/mcp")
 

@@ -237,9 +237,10 @@ SCREENED = [
     ("198.18.0.1", "benchmarking"),
     ("198.19.255.255", "benchmarking"),
     ("192.88.99.1", "6to4 relay"),
-    ("127.1", "loopback"),  # inet_aton forms a resolver would accept
-    ("2130706433", "loopback"),
-    ("0x7f.0.0.1", "loopback"),
+    # inet_aton forms a resolver would accept: refused by the strict URL parser before screening
+    ("127.1", "dotted-quad"),
+    ("2130706433", "dotted-quad"),
+    ("0x7f.0.0.1", "dotted-quad"),
     ("::1", "loopback"),
     ("::", "unspecified"),
     ("fc00::1", "unique local"),

@@ -73,7 +73,7 @@ async def test_valid_tokens_of_every_asymmetric_family(issuer, mint, alg):
         (lambda m, k, i: m("ES256", key=SigningKey.generate("ES256", kid=k["ES256"].kid)), "signature verification"),
         (lambda m, k, i: m("ES256")[:-4] + "AAAA", "signature verification"),
         (lambda m, k, i: "not-a-jwt", "not a compact JWS"),
-        (lambda m, k, i: "a.b.c", "not base64url JSON"),
+        (lambda m, k, i: "a.b.c", "header is not base64url"),
         (lambda m, k, i: m("ES256") + "." + "x", "not a compact JWS"),
     ],
 )

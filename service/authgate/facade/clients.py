@@ -16,13 +16,14 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 from authgate.egress import EgressClient
 from authgate.errors import EgressError
 from authgate.facade.registration import RegistrationError, registered_client, secret_matches, validate_metadata
 from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
 from authgate.sealing import SealError, SealingKeys
+from authgate.target import TargetError, parse_url
 
 log = logging.getLogger("authgate.facade")
 
@@ -58,7 +59,7 @@ class Client:
         if name:
             return name
         if self.from_document:
-            return urlsplit(self.client_id).hostname or self.client_id
+            return parse_url(self.client_id).hostname
         return "an unnamed application"
 
     @property
@@ -69,17 +70,20 @@ class Client:
 
 def is_document_url(client_id: str) -> bool:
     """MCP: an https URL with a path names a Client ID Metadata Document."""
-    parts = urlsplit(client_id)
-    return parts.scheme == "https" and bool(parts.hostname) and parts.path not in ("", "/")
+    try:
+        parts = parse_url(client_id)
+    except TargetError:
+        return False
+    return parts.scheme == "https" and parts.path not in ("", "/")
 
 
 def document_url_problem(client_id: str) -> str | None:
     """Why a client_id URL cannot name a metadata document (draft-ietf-oauth-client-id-metadata-document §3):
     a path without `.` or `..` segments, no fragment, no user information."""
-    parts = urlsplit(client_id)
-    if "#" in client_id:
+    parts = parse_url(client_id)  # is_document_url accepted it
+    if parts.fragment is not None:
         return "a client_id URL has no fragment"
-    if parts.username is not None or parts.password is not None:
+    if parts.userinfo:
         return "a client_id URL has no user information"
     if any(segment in (".", "..") for segment in parts.path.split("/")):
         return "a client_id URL has no . or .. path segments"

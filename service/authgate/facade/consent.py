@@ -9,9 +9,10 @@ to a form's redirects).
 from __future__ import annotations
 
 from html import escape
-from urllib.parse import urlsplit
 
 from starlette.responses import HTMLResponse
+
+from authgate.target import parse_url
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action {}; frame-ancestors 'none'; base-uri 'none'"
 SECURITY_HEADERS = {
@@ -61,7 +62,7 @@ def consent_page(
 ) -> HTMLResponse:
     """`form_targets`: the origins the decision's redirect may lead to (the identity
     provider's, the client's): browsers apply CSP form-action to a form's redirects too."""
-    redirect_host = urlsplit(redirect_uri).netloc
+    redirect_host = parse_url(redirect_uri).host  # the strict parser that accepted it
     scope_items = "".join(f"<li><code>{escape(scope)}</code></li>" for scope in scopes) or "<li>basic access</li>"
     remember_note = (
         '<p class="muted">Your choice is remembered in this browser for this application.</p>' if remember else ""
@@ -82,7 +83,7 @@ def consent_page(
     )
     # CSP host-sources cannot name an IPv6 literal: such a target ([::1] loopback) is
     # allowed by its scheme.
-    sources = [f"{urlsplit(t).scheme}:" if "[" in t else t for t in form_targets]
+    sources = [f"{parse_url(t).scheme}:" if "[" in t else t for t in form_targets]
     form_action = " ".join(["'self'", *dict.fromkeys(sources)])
     response = _page("Allow access?", body, headers={"Content-Security-Policy": _CSP.format(form_action)})
     response.headers.append("Set-Cookie", set_cookie)

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from authgate import bounded_json
 from authgate.errors import KeysUnavailable, TokenError
 from authgate.facade.authorize import (
     AuthorizationRequest,
@@ -60,7 +60,7 @@ from authgate.facade.registration import RegistrationError, register
 from authgate.facade.upstream import Upstream, UpstreamRefused, UpstreamUnavailable
 from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
 from authgate.sealing import SealError, SealingKeys
-from authgate.target import TargetError, normalize_host
+from authgate.target import TargetError, normalize_host, parse_url
 
 if TYPE_CHECKING:
     from authgate.runtime import AuthService
@@ -225,9 +225,9 @@ class Facade:
             raise OAuthError(400, "invalid_client_metadata", "send the client metadata as application/json")
         body = await _read_body(request, MAX_JSON_BYTES)
         try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            raise OAuthError(400, "invalid_client_metadata", "the body is not JSON") from None
+            document = bounded_json.read(body, MAX_JSON_BYTES)
+        except bounded_json.JSONInputError as error:
+            raise OAuthError(400, "invalid_client_metadata", f"the body is {error}") from None
         try:
             registered = register(keys, route.facade.issuer, route.policy.uid, document, allowed_scopes(route.policy))
         except RegistrationError as error:
@@ -455,8 +455,7 @@ class Facade:
                 route.policy, route.facade, request.headers.get("authorization"), form
             )
         except ClientError as error:
-            headers = {"WWW-Authenticate": 'Basic realm="authgate"'} if request.headers.get("authorization") else {}
-            raise OAuthError(401, "invalid_client", str(error), headers) from None
+            raise OAuthError(401, "invalid_client", str(error)) from None
         return client, form
 
     async def _token(self, request: Request, route: Route, keys: SealingKeys, cors: dict) -> Response:
@@ -764,6 +763,9 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _json_error(error: OAuthError, cors: dict) -> JSONResponse:
     headers = cors | NO_STORE | error.headers
+    if error.status == 401:
+        # RFC 9110 §15.5.2 and RFC 6749 §5.2: the scheme the client may authenticate with.
+        headers.setdefault("WWW-Authenticate", 'Basic realm="authgate"')
     if error.status == 429:
         headers["Retry-After"] = "10"
     return JSONResponse(
@@ -794,8 +796,7 @@ def _client_address(request: Request, hops: int) -> str:
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return parse_url(url).origin  # URLs the policy, the egress client or redirect rules accepted
 
 
 def _media_type(request: Request) -> str:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from authgate.target import URL, TargetError, parse_url
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
 MAX_URI_LENGTH = 2000
@@ -18,43 +18,43 @@ class RedirectError(ValueError):
     """Why a redirect URI is refused; the text goes to the client as error_description."""
 
 
-def _netloc_host(netloc: str) -> str:
-    host = netloc.rsplit("@", 1)[-1]
-    if host.startswith("["):
-        return host[: host.find("]") + 1].lower()
-    return host.split(":", 1)[0].lower()
-
-
-def check_redirect_uri(uri: str) -> None:
-    """Raise RedirectError unless `uri` may be registered."""
+def _parsed(uri: str) -> URL:
     if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH:
         raise RedirectError("redirect_uri must be a non-empty string")
     if any(ord(c) < 0x21 or ord(c) > 0x7E for c in uri):
         raise RedirectError("redirect_uri contains spaces, control or non-ASCII characters")
     try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise RedirectError("redirect_uri is not a valid URL") from None
-    if "#" in uri:
+        return parse_url(uri, MAX_URI_LENGTH)
+    except TargetError as error:
+        raise RedirectError(f"redirect_uri is not a valid URL ({error})") from None
+
+
+def check_redirect_uri(uri: str) -> None:
+    """Raise RedirectError unless `uri` may be registered."""
+    parts = _parsed(uri)
+    if parts.fragment is not None:
         raise RedirectError("redirect_uri must not contain a fragment")
-    if parts.username is not None or parts.password is not None:
+    if parts.userinfo:
         raise RedirectError("redirect_uri must not contain user information")
-    scheme = parts.scheme.lower()
-    if scheme == "https":
-        if not parts.hostname:
-            raise RedirectError("redirect_uri needs a host")
+    if parts.scheme == "https":
         return
-    if scheme == "http":
-        if _netloc_host(parts.netloc) not in LOOPBACK_HOSTS:
+    if parts.scheme == "http":
+        if parts.hostname not in LOOPBACK_HOSTS:
             raise RedirectError("http redirect_uris are allowed only on 127.0.0.1, [::1] or localhost")
         return
-    raise RedirectError(f"redirect_uri scheme {scheme or '(none)'!r} is not allowed; use https or http on loopback")
+    raise RedirectError(f"redirect_uri scheme {parts.scheme!r} is not allowed; use https or http on loopback")
+
+
+def _loopback(uri: str) -> URL | None:
+    try:
+        parts = _parsed(uri)
+    except RedirectError:
+        return None
+    return parts if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS else None
 
 
 def is_loopback(uri: str) -> bool:
-    parts = urlsplit(uri)
-    return parts.scheme.lower() == "http" and _netloc_host(parts.netloc) in LOOPBACK_HOSTS
+    return _loopback(uri) is not None
 
 
 def redirect_matches(registered: str, presented: str, mode: str = "loopback-any-port") -> bool:
@@ -66,12 +66,7 @@ def redirect_matches(registered: str, presented: str, mode: str = "loopback-any-
         check_redirect_uri(presented)
     except RedirectError:
         return False
-    if mode != "loopback-any-port" or not (is_loopback(registered) and is_loopback(presented)):
+    if mode != "loopback-any-port":
         return False
-    a, b = urlsplit(registered), urlsplit(presented)
-    return (
-        a.scheme.lower() == b.scheme.lower()
-        and _netloc_host(a.netloc) == _netloc_host(b.netloc)
-        and a.path == b.path
-        and a.query == b.query
-    )
+    a, b = _loopback(registered), _loopback(presented)
+    return a is not None and b is not None and (a.hostname, a.path, a.query) == (b.hostname, b.path, b.query)

@@ -14,7 +14,6 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from authgate.errors import PolicyError, PolicyIssue
 from authgate.policy.loader import Loaded, PolicySource, Secrets, load_files, parse_manifests
@@ -40,26 +39,25 @@ from authgate.policy.validate import (
     resolve_ownership,
     validate_policy,
 )
-from authgate.target import normalize_host, normalize_path
+from authgate.target import normalize_path, parse_url
 
 _UID_NAMESPACE = uuid.UUID("6f1f4a9e-8d55-4d57-9a0e-3b3c8b0f7a11")
 
 
 def normalize_audience(value: str) -> str:
     """Audiences compare exactly, except that a URL's scheme and host are case-insensitive."""
-    if "://" not in value:
+    scheme, sep, rest = value.partition("://")
+    if not sep:
         return value
-    parts = urlsplit(value)
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, parts.fragment))
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    return f"{scheme.lower()}://{rest[:end].lower()}{rest[end:]}"  # a plain string rule: it cannot fail
 
 
 def resource_metadata_url(resource: str) -> str:
     """RFC 9728 §3.1: the well-known segment goes between the host and the resource's path."""
-    parts = urlsplit(resource)
+    parts = parse_url(resource)  # validated
     path = parts.path if parts.path not in ("", "/") else ""
-    return urlunsplit(
-        (parts.scheme.lower(), parts.netloc.lower(), "/.well-known/oauth-protected-resource" + path, "", "")
-    )
+    return f"{parts.origin}/.well-known/oauth-protected-resource{path}"
 
 
 def _digest(value: object) -> bytes:
@@ -129,7 +127,7 @@ def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> Compi
         return None
     issuer = facade_issuer(spec)
     assert issuer is not None
-    parts = urlsplit(issuer)
+    parts = parse_url(issuer)  # validated
     upstream = facade.upstream
     secret = None
     if upstream.client_secret_ref is not None:
@@ -137,7 +135,7 @@ def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> Compi
         secret = (secrets.get(namespace, ref.name, ref.key) or b"").decode()
     return CompiledFacade(
         issuer=issuer,
-        host=normalize_host(parts.netloc, parts.scheme),
+        host=parts.host,
         path=parts.path,
         upstream=CompiledUpstream(
             issuer=upstream.issuer,

@@ -165,6 +165,8 @@ def read_yaml_documents(path: str | Path) -> list[tuple[str, int | None, object]
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise _FileIssue(PolicyIssue(name, len(documents) + 1, "", f"{problem}{where}")) from None
+    except RecursionError:
+        raise _FileIssue(PolicyIssue(name, len(documents) + 1, "", "nested too deeply")) from None
     return documents
 
 

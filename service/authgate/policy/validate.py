@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from authgate.errors import PolicyIssue
 from authgate.policy.loader import PolicySource, Secrets
 from authgate.policy.model import PolicySpec, Rule
-from authgate.target import TargetError, normalize_host, normalize_path, prefix_covers
+from authgate.target import TargetError, normalize_host, normalize_path, parse_url, prefix_covers
 
 _TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token (methods, header names)
 # Header names an identity header may never take: they would let authgate rewrite framing,
@@ -56,29 +55,26 @@ class ValidationSettings:
 def check_url(value: str, field: str, settings: ValidationSettings, *, https_only: bool = False) -> str | None:
     """A message if `value` is not an absolute https (or permitted http) URL, else None."""
     try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return "not a valid URL"
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or not parts.hostname:
+        parts = parse_url(value)
+    except TargetError as error:
+        return f"not a valid URL ({error})"
+    if parts.scheme not in ("https", "http"):
         return "must be an absolute https URL"
-    if scheme == "http" and (https_only or not settings.insecure_http):
+    if parts.scheme == "http" and (https_only or not settings.insecure_http):
         return "must use https (http needs the service's --insecure-http)"
-    if parts.username is not None or parts.password is not None:
+    if parts.userinfo:
         return "must not contain user information"
-    if parts.fragment or value.endswith("#"):
+    if parts.fragment is not None:
         return "must not contain a fragment"
     return None
 
 
 def default_host(resource: str) -> str:
-    parts = urlsplit(resource)
-    return normalize_host(parts.netloc, parts.scheme.lower())
+    return parse_url(resource).host
 
 
 def default_prefix(resource: str) -> str:
-    return normalize_path(urlsplit(resource).path or "/")
+    return normalize_path(parse_url(resource).path or "/")
 
 
 def effective_hosts(spec: PolicySpec) -> list[str]:
@@ -288,7 +284,7 @@ def validate_policy(
         for index, origin in enumerate(spec.cors.allowed_origins):
             if origin != "*" and check_url(origin, "", settings) is not None:
                 emit(f"spec.cors.allowedOrigins[{index}]", "must be an origin such as https://app.example.com or *")
-            elif origin != "*" and urlsplit(origin).path not in ("", "/"):
+            elif origin != "*" and parse_url(origin).path not in ("", "/"):
                 emit(f"spec.cors.allowedOrigins[{index}]", "an origin has no path")
 
     if spec.facade is not None:
@@ -296,13 +292,14 @@ def validate_policy(
         url(facade.issuer, "spec.facade.issuer", https_only=True)
         issuer = facade_issuer(spec)
         assert issuer is not None
-        parts = urlsplit(issuer)
-        if parts.query or parts.fragment or "#" in issuer:
-            emit("spec.facade.issuer", "an issuer has no query or fragment (RFC 8414 §2)")
         try:
-            issuer_host = normalize_host(parts.netloc, parts.scheme)
+            parts = parse_url(issuer)
         except TargetError:
-            issuer_host = None
+            issuer_host = None  # reported by url() above
+        else:
+            if parts.query is not None or parts.fragment is not None:
+                emit("spec.facade.issuer", "an issuer has no query or fragment (RFC 8414 §2)")
+            issuer_host = parts.host
         owned = set()
         for host in effective_hosts(spec):
             try:
