@@ -68,6 +68,12 @@ def assert_no_token_in(text: str, where: str) -> None:
         assert token not in text and (len(signature) < 16 or signature not in text), f"a token leaked into {where}"
 
 
+def assert_clean_log(text: str, where: str) -> None:
+    """An authgate log: no token, and no traceback (bad input is answered, never crashed on)."""
+    assert_no_token_in(text, where)
+    assert "Traceback (most recent call last)" not in text, f"a traceback in {where}"
+
+
 @pytest.fixture
 def start_authgate(tmp_path: Path) -> Iterator[Callable[..., Authgate]]:
     """start_authgate(policy_yaml, *extra_args) → a running `authgate serve`; its log is
@@ -83,7 +89,7 @@ def start_authgate(tmp_path: Path) -> Iterator[Callable[..., Authgate]]:
     for instance in started:
         instance.stop()
     for instance in started:
-        assert_no_token_in(instance.log(), str(instance.process.log_path))
+        assert_clean_log(instance.log(), str(instance.process.log_path))
 
 
 LOCAL_EGRESS = ("--insecure-http", "--egress-allow", "127.0.0.1")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tests.conftest import LOCAL_EGRESS, assert_no_token_in
+from tests.conftest import LOCAL_EGRESS, assert_clean_log
 from tests.support.authgate import Authgate
 
 RESOURCE = "https://api.example.com/mcp"
@@ -40,7 +40,7 @@ def service(tmp_path_factory, issuer):
     instance = Authgate(tmp_path_factory.mktemp("grpc"), text, list(LOCAL_EGRESS)).start()
     yield instance
     instance.stop()
-    assert_no_token_in(instance.log(), "the service log")
+    assert_clean_log(instance.log(), "the service log")
 
 
 @pytest.fixture(scope="module")

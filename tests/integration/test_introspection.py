@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from tests.conftest import MINTED_TOKENS, assert_no_token_in, require_tool
+from tests.conftest import MINTED_TOKENS, assert_clean_log, require_tool
 from tests.support.authgate import Authgate
 from tests.support.idp import EXCHANGE_CLIENT, OPAQUE_RESOURCE, SERVICE_CLIENT, OidcProvider, install_problem
 from tests.support.tls import TestCA
@@ -63,7 +63,7 @@ def authgate(idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
     ).start()
     yield instance
     instance.stop()
-    assert_no_token_in(instance.log(), "the introspection service log")
+    assert_clean_log(instance.log(), "the introspection service log")
 
 
 def opaque_token(idp: OidcProvider, scope: str = "mcp:read") -> str:

@@ -112,9 +112,11 @@ def test_no_token_is_challenged_with_the_resource_metadata(edge: Edge) -> None:
     proxy_cases.no_token_is_challenged_with_the_resource_metadata(edge)
 
 
-@pytest.mark.parametrize(("kind", "claims"), proxy_cases.BAD_TOKENS)
-def test_bad_token_is_invalid_token(edge: Edge, mint: Callable[..., str], kind: str, claims: dict) -> None:
-    proxy_cases.bad_token_is_invalid_token(edge, mint, claims)
+@pytest.mark.parametrize(("kind", "make"), proxy_cases.BAD_TOKENS)
+def test_bad_token_is_invalid_token(
+    edge: Edge, mint: Callable[..., str], signing_keys: dict, issuer: JwksServer, kind: str, make: Callable
+) -> None:
+    proxy_cases.bad_token_is_invalid_token(edge, mint, signing_keys, issuer, make)
 
 
 def test_token_without_the_read_scope_gets_a_step_up_challenge(edge: Edge, mint: Callable[..., str]) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import LOCAL_EGRESS, assert_no_token_in
+from tests.conftest import LOCAL_EGRESS, assert_clean_log
 from tests.support.authgate import AUTHGATE, Authgate
 
 RESOURCE = "https://api.example.com/mcp"
@@ -56,7 +56,7 @@ def service(tmp_path_factory, issuer):
     instance = Authgate(directory, text, list(LOCAL_EGRESS)).start()
     yield instance
     instance.stop()
-    assert_no_token_in(instance.log(), "the service log")
+    assert_clean_log(instance.log(), "the service log")
 
 
 def www_authenticate(response: httpx.Response) -> str:

@@ -75,7 +75,7 @@ def policies(idp: OidcProvider, pki: TestCA) -> str:
 
 @pytest.fixture(scope="module")
 def authgate(idp: OidcProvider, pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authgate]:
-    from tests.conftest import assert_no_token_in
+    from tests.conftest import assert_clean_log
 
     instance = Authgate(
         tmp_path_factory.mktemp("exchange-authgate"),
@@ -84,7 +84,7 @@ def authgate(idp: OidcProvider, pki: TestCA, tmp_path_factory: pytest.TempPathFa
     ).start()
     yield instance
     instance.stop()
-    assert_no_token_in(instance.log(), "the exchange service log")
+    assert_clean_log(instance.log(), "the exchange service log")
 
 
 @pytest.fixture

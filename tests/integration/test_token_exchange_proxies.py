@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import assert_no_token_in, require_tool
+from tests.conftest import assert_clean_log, assert_no_token_in, require_tool
 from tests.support.authgate import Authgate
 from tests.support.edge import HOST, IDENTITY_HEADERS, RESOURCE, Edge, values
 from tests.support.envoy import Envoy
@@ -109,7 +109,7 @@ def authgate(idp: OidcProvider, pki: TestCA, tmp_path_factory: pytest.TempPathFa
     ).start()
     yield instance
     instance.stop()
-    assert_no_token_in(instance.log(), str(instance.process.log_path))
+    assert_clean_log(instance.log(), str(instance.process.log_path))
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +267,7 @@ def kube_authgate(pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iter
     ).start(ready=False)
     yield instance
     instance.stop()
-    assert_no_token_in(instance.log(), str(instance.process.log_path))
+    assert_clean_log(instance.log(), str(instance.process.log_path))
 
 
 def test_rotating_the_client_certificate_drops_no_check(

@@ -15,6 +15,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from tests.conftest import MINTED_TOKENS, require_tool
@@ -35,6 +36,7 @@ from tests.support.edge import (
 from tests.support.envoy import Envoy, envoy_binary
 from tests.support.idp import EXCHANGE_AUDIENCE, EXCHANGE_CLIENT, MTLS_EXCHANGE_CLIENT, SERVICE_CLIENT, OidcProvider
 from tests.support.jwks_server import JwksServer
+from tests.support.keys import SigningKey, nested_segment, raw_claims
 from tests.support.nginx import Nginx
 from tests.support.upstream import EchoUpstream
 
@@ -171,14 +173,53 @@ def no_token_is_challenged_with_the_resource_metadata(edge: Edge) -> None:
     assert edge.decision(response)["reason"] == "no_token"
 
 
-BAD_TOKENS = [  # (kind, claims), for pytest.mark.parametrize
-    ("expired", {"ttl": -600}),
-    ("wrong_audience", {"audience": "https://other.example.com/mcp"}),
+def _signed_raw(**literals: str) -> Callable[[Callable[..., str], dict[str, SigningKey], str], str]:
+    def make(mint: Callable[..., str], keys: dict[str, SigningKey], issuer_url: str) -> str:
+        token = keys["ES256"].sign_raw(raw_claims(issuer_url, RESOURCE, scope='"mcp:read"', **literals))
+        MINTED_TOKENS.add(token)
+        return token
+
+    return make
+
+
+def _minted(**claims: Any) -> Callable[[Callable[..., str], dict[str, SigningKey], str], str]:
+    return lambda mint, keys, issuer_url: mint(**{"audience": RESOURCE, "scope": "mcp:read", **claims})
+
+
+def _with_segment(index: int, segment: str) -> Callable[[Callable[..., str], dict[str, SigningKey], str], str]:
+    def make(mint: Callable[..., str], keys: dict[str, SigningKey], issuer_url: str) -> str:
+        parts = mint(audience=RESOURCE, scope="mcp:read").split(".")
+        parts[index] = segment
+        return ".".join(parts)
+
+    return make
+
+
+BAD_TOKENS = [  # (kind, make(mint, signing_keys, issuer_url) -> token), for pytest.mark.parametrize
+    ("expired", _minted(ttl=-600)),
+    ("wrong_audience", _minted(audience="https://other.example.com/mcp")),
+    # parsed before the signature, so no key is needed: bounded, never a 5xx or a traceback
+    ("header_nested_2000_deep", _with_segment(0, nested_segment(2000))),
+    ("payload_nested_2000_deep", _with_segment(1, nested_segment(2000))),
+    # numeric dates that must never mean "never expires"
+    ("exp_1e400", _signed_raw(exp="1e400")),
+    ("exp_nan", _signed_raw(exp="NaN")),
+    ("exp_infinity", _signed_raw(exp="Infinity")),
+    ("exp_10_pow_400", _signed_raw(exp="1" + "0" * 400)),
+    # sender-constrained tokens, which no check of authgate can verify yet
+    ("cnf_jkt", _minted(cnf={"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})),
+    ("cnf_x5t_s256", _minted(cnf={"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"})),
 ]
 
 
-def bad_token_is_invalid_token(edge: Edge, mint: Callable[..., str], claims: dict) -> None:
-    token = mint(**{"audience": RESOURCE, "scope": "mcp:read", **claims})
+def bad_token_is_invalid_token(
+    edge: Edge,
+    mint: Callable[..., str],
+    signing_keys: dict[str, SigningKey],
+    issuer: JwksServer,
+    make: Callable[[Callable[..., str], dict[str, SigningKey], str], str],
+) -> None:
+    token = make(mint, signing_keys, issuer.issuer)
     response = edge.request("/mcp", token=token)
 
     assert response.status_code == 401

@@ -116,3 +116,33 @@ def test_a_key_file_that_stops_parsing_keeps_the_last_good_keys(tmp_path):
     assert source.current() is good
     path.unlink()
     assert source.current() is good
+
+
+def _with_header(header: bytes, sealed: str) -> str:
+    return base64.urlsafe_b64encode(header).rstrip(b"=").decode() + "." + sealed.split(".", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"alg":"dir","enc":"A256GCM","kid":"a","x":' + b"[" * 600 + b"]" * 600 + b"}",  # over the header cap
+        b'{"alg":"dir","enc":"A256GCM","kid":' + b"[" * 450 + b"]" * 450 + b"}",  # deep within it
+        b'{"alg":"dir","enc":"A256GCM","kid":"a","exp":NaN}',
+        b'["alg"]',
+        b"\xff\xfe",
+    ],
+)
+def test_a_hostile_protected_header_is_refused_before_jwcrypto_reads_it(header):
+    store = keys(key("a"))
+    sealed = _with_header(header, store.seal("code", ISSUER, POLICY, {"x": 1}, ttl=60))
+    with pytest.raises(SealError):
+        store.open("code", ISSUER, POLICY, sealed)
+    with pytest.raises(SealError):
+        store.mac_key("code", ISSUER, POLICY, sealed)
+
+
+def test_a_deeply_nested_key_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SealingKeyError, match="nested too deeply"):
+        SealingKeys.load(path)

@@ -8,6 +8,7 @@ from authgate.target import (
     TargetError,
     normalize_host,
     normalize_path,
+    parse_url,
     prefix_covers,
     split_absolute_url,
 )
@@ -38,7 +39,11 @@ def test_paths_are_normalized(raw, expected):
 
 @pytest.mark.parametrize(
     "raw",
-    ["/mcp%2Fadmin", "/mcp%2fadmin", "/mcp%5Cadmin", "/mcp%00", "/mcp%0a", "/a%", "/a%zz", "mcp", "/a\\b", "/a b"],
+    [
+        *("/mcp%2Fadmin", "/mcp%2fadmin", "/mcp%5Cadmin", "/mcp%00", "/mcp%0a", "/a%", "/a%zz", "mcp", "/a\\b", "/a b"),
+        # ambiguous for backends: path parameters, and a percent sign decoded twice
+        *("/mcp/admin;x", "/mcp/health/..;/admin", "/mcp;/admin", "/mcp/%25", "/mcp/%252e%252e/admin", "/%252F"),
+    ],
 )
 def test_dangerous_paths_are_refused(raw):
     with pytest.raises(TargetError):
@@ -111,3 +116,65 @@ def test_normalize_host_never_fails_unexpectedly(raw, scheme):
     except TargetError:
         return
     assert result == result.lower() and not result.endswith(".")
+
+
+# Every URL authgate reads goes through parse_url: (url, host it names) or (url, None) for refused.
+HOSTILE_URLS = [
+    ("http://[::1].evil.example/cb", None),  # urllib's hostname would say "::1"
+    ("http://[::1]evil.example/cb", None),
+    ("http://[::1]@evil.example/cb", "evil.example"),  # userinfo "[::1]": callers refuse userinfo
+    ("http://127.0.0.1.evil.example/cb", "127.0.0.1.evil.example"),
+    ("http://127.1/cb", None),  # WHATWG and inet_aton read these as 127.0.0.1
+    ("http://2130706433/cb", None),
+    ("http://0x7f.0.0.1/cb", None),
+    ("http://0177.0.0.1/cb", None),
+    ("http://127.000.000.001/cb", None),
+    ("http://evil.example\\@127.0.0.1/cb", None),  # WHATWG reads the backslash as "/"
+    ("http://evil.example\\.trusted.example/", None),
+    ("https://a@b@evil.example/", None),
+    ("https://[fe80::1%25eth0]/", None),  # zone identifiers
+    ("https://[::ffff:127.0.0.1]/", "[::ffff:7f00:1]"),  # valid IPv6, compressed; egress screens it
+    ("https://[0:0:0:0:0:0:0:1]:8443/x", "[::1]:8443"),
+    ("https://[::1/", None),
+    ("https://[xyz]/", None),
+    ("https:///path", None),
+    ("https://:443/", None),
+    ("https://host:0/", None),
+    ("https://host:65536/", None),
+    ("https://host:-1/", None),
+    ("https://ho st/", None),
+    ("https://host\t/", None),
+    ("https://hóst.example/", None),
+    ("https://host..example/", None),
+    ("https://-host.example/", None),
+    ("https://host.example:443/", "host.example"),
+    ("HTTPS://Host.Example./x", "host.example"),
+    ("//host.example/x", None),
+    ("javascript:alert(1)", None),
+]
+
+
+@pytest.mark.parametrize(("url", "host"), HOSTILE_URLS)
+def test_one_strict_parser_for_every_url(url, host):
+    if host is None:
+        with pytest.raises(TargetError):
+            parse_url(url)
+    else:
+        assert parse_url(url).host == host
+
+
+def test_parse_url_keeps_what_callers_check():
+    parsed = parse_url("https://user@Idp.Example.com:8443/realms/x?a=b#frag")
+    assert (parsed.scheme, parsed.host, parsed.hostname) == ("https", "idp.example.com:8443", "idp.example.com")
+    assert (parsed.path, parsed.query, parsed.fragment, parsed.userinfo) == ("/realms/x", "a=b", "frag", True)
+    assert parsed.origin == "https://idp.example.com:8443"
+    empty = parse_url("https://idp.example.com#")
+    assert (empty.path, empty.query, empty.fragment) == ("", None, "")
+
+
+@given(st.text(max_size=80))
+def test_parse_url_never_fails_unexpectedly(raw):
+    try:
+        parse_url("https://" + raw)
+    except TargetError:
+        pass

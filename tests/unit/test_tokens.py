@@ -5,7 +5,15 @@ import time
 
 import pytest
 from tests.support.jwks_server import JwksServer
-from tests.support.keys import SigningKey, claims, hs256_with_public_key, unsigned_token
+from tests.support.keys import (
+    SigningKey,
+    b64url,
+    claims,
+    hs256_with_public_key,
+    nested_segment,
+    raw_claims,
+    unsigned_token,
+)
 
 from authgate.egress import EgressPolicy
 from authgate.errors import KeysUnavailable, TokenError
@@ -73,6 +81,24 @@ async def test_valid_tokens_of_every_asymmetric_family(issuer, mint, alg):
         (lambda m, k, i: m("ES256", key=SigningKey.generate("ES256", kid=k["ES256"].kid)), "signature verification"),
         (lambda m, k, i: m("ES256")[:-4] + "AAAA", "signature verification"),
         (lambda m, k, i: "not-a-jwt", "not a compact JWS"),
+        # parsed before any signature: bounded, a normal refusal (never a 5xx)
+        (lambda m, k, i: f"{nested_segment(3000)}.{b64url(b'{}')}.AAAA", "header is nested too deeply"),
+        (lambda m, k, i: f"{m('ES256').split('.')[0]}.{nested_segment(3000)}.AAAA", "payload is nested too deeply"),
+        (lambda m, k, i: f"{b64url(b'[]')}.{b64url(b'{}')}.AAAA", "header is a JSON list"),
+        # NumericDates: finite, 1970..9999, strict JSON
+        (lambda m, k, i: k["ES256"].sign_raw(raw_claims(i, AUDIENCE, exp="1e400")), "payload is not JSON"),
+        (lambda m, k, i: k["ES256"].sign_raw(raw_claims(i, AUDIENCE, exp="NaN")), "payload is not JSON"),
+        (lambda m, k, i: k["ES256"].sign_raw(raw_claims(i, AUDIENCE, exp="Infinity")), "payload is not JSON"),
+        (lambda m, k, i: k["ES256"].sign_raw(raw_claims(i, AUDIENCE, exp="1" + "0" * 400)), "exp is not a date"),
+        (lambda m, k, i: k["ES256"].sign_raw(raw_claims(i, AUDIENCE, nbf="-1")), "nbf is not a date"),
+        (lambda m, k, i: k["ES256"].sign_raw(raw_claims(i, AUDIENCE, iat="1e300")), "iat is not a date"),
+        (lambda m, k, i: m("ES256", exp=True), "exp is not a number"),
+        # sender-constrained tokens, whose binding authgate does not check yet
+        (lambda m, k, i: m("ES256", cnf={"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}), "sender-constrained"),
+        (
+            lambda m, k, i: m("ES256", cnf={"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+            "sender-constrained",
+        ),
         (lambda m, k, i: "a.b.c", "header is not base64url"),
         (lambda m, k, i: m("ES256") + "." + "x", "not a compact JWS"),
     ],

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_no_token_in, require_tool
+from tests.conftest import assert_clean_log, require_tool
 from tests.support.authgate import Authgate
 from tests.support.facade import FacadeHarness, Registered, facade_policy, sealing_keys_file, upstream_client_metadata
 from tests.support.idp import OidcProvider, default_clients, install_problem
@@ -88,7 +88,7 @@ def start_shared_facade(
         harness.close()
         authgate.stop()
     for authgate, _ in started:
-        assert_no_token_in(authgate.log(), str(authgate.process.log_path))
+        assert_clean_log(authgate.log(), str(authgate.process.log_path))
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,12 @@ def test_allowed_redirect_uris(uri):
         "https:///cb",
         "https://app.example.com/c b",
         "http://127.0.0.1.evil.com/cb",
+        "http://[::1].evil.example/cb",  # the bracketed host is not the whole host
+        "http://[::1]evil.example/cb",
+        "http://localhost.evil.example/cb",
+        "http://127.1/cb",
+        "http://[::1]@evil.example/cb",
+        "https://app.example.com\\@evil.example/cb",
         "",
         "https://app.example.com:99999/",
     ],
