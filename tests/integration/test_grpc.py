@@ -301,9 +301,7 @@ def test_a_policy_reference_to_a_policy_not_on_the_host_is_no_policy(service, st
     assert http_status(service, bearer, path="/mcp/x", method="GET") == 401
 
 
-@pytest.mark.parametrize(
-    "policy_ref", ["apps/api\n", "apps/api\n\n", "../etc", "apps/api/x", "Apps/api", "apps/", ""]
-)
+@pytest.mark.parametrize("policy_ref", ["apps/api\n", "apps/api\n\n", "../etc", "apps/api/x", "Apps/api", "apps/", ""])
 def test_a_malformed_policy_reference_is_400(stub, policy_ref):
     response = check(stub, path="/mcp/health", policy_ref=policy_ref)  # anonymous, were it accepted
     assert response.status.code == 3 and response.denied_response.status.code == 400
