@@ -51,13 +51,11 @@ def _headers(http) -> dict[str, str]:
     """Both forms Envoy can send, read as one list: `headers` (a map; Envoy joined repeats
     with ",") and `header_map` (one entry per value; `raw_value` bytes with
     `encode_raw_headers`). A header found in both is a repeat like any other."""
-    return collect(
-        itertools.chain(
-            ((name.lower(), value) for name, value in http.headers.items()),
-            ((h.key.lower(), h.raw_value or h.value) for h in http.header_map.headers),
-        ),
-        _WANTED,
-    )
+    items = http.headers.items()
+    raw_headers = http.header_map.headers
+    if raw_headers:
+        items = itertools.chain(items, ((h.key, h.raw_value or h.value) for h in raw_headers))
+    return collect(items, _WANTED)
 
 
 def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:

@@ -8,7 +8,8 @@ list of the check port (bytes), Envoy's gRPC `headers` map (repeats already join
   app behind it can never read different copies;
 - one whose value can never hold a comma (a token, a method, an origin) must not hold
   one, which is how a repeat that a proxy joined into "a,b" shows; nor may it hold
-  anything but printable ASCII;
+  anything but ASCII (so a value means the same in every form: bytes read as latin-1
+  over HTTP and `raw_value`, UTF-8 text in the gRPC `headers` map);
 - only what authgate reads is capped per header; the headers of one check together are
   capped at MAX_HEADERS_TOTAL (the gRPC port also caps the whole message, envoy_grpc).
 """
@@ -23,13 +24,13 @@ from typing import TypeVar
 from authgate.errors import AuthgateError
 
 MAX_HEADER_VALUE = 16 * 1024  # one header authgate reads
-MAX_HEADERS_TOTAL = 64 * 1024  # every header of one check, read or not (Envoy's own default limit: 60 KiB)
+MAX_HEADERS_TOTAL = 64 * 1024  # the values of every header of one check, read or not (Envoy's limit: 60 KiB)
 
 # What every dialect reads besides its own way of naming the original request.
 COMMON = ("authorization", "mcp-method", "mcp-name", "origin", "access-control-request-method", "x-request-id")
 
 # Values that are one token, method, origin or host: a "," in one is a repeat a proxy joined
-# (RFC 9110 §5.3), and anything but printable ASCII is not such a value. (X-Original-URL and
+# (RFC 9110 §5.3), and anything but ASCII is not such a value. (X-Original-URL and
 # X-Forwarded-Uri may hold commas; X-Forwarded-Proto is left as proxies chain it.)
 _TOKEN_VALUED_NAMES = (
     "authorization",
@@ -58,21 +59,30 @@ def _text(name: str | bytes) -> str:
 
 
 def collect(headers: Iterable[tuple[Name, bytes | str]], wanted: frozenset[Name]) -> dict[Name, str]:
-    """The wanted headers, values decoded as latin-1 when they are bytes. Names must be
-    lowercase (the ASGI server lowercases them; gRPC callers lowercase Envoy's keys)."""
+    """The wanted headers (lowercase names), values decoded as latin-1 when they are bytes.
+
+    Names are compared lowercased: the ASGI server and Envoy send them so, and a name in
+    another case (a hand-built CheckRequest) is the same header, so a repeat.
+    This runs on every check: the headers nobody reads cost a set lookup and a length.
+    """
     found: dict[Name, str] = {}
     total = 0
     for name, raw in headers:
-        total += len(name) + len(raw)
+        total += len(raw)
         if name not in wanted:
-            continue
+            if name.islower():
+                continue
+            name = name.lower()
+            if name not in wanted:
+                continue
         if name in found:
             raise BadRequest(f"{_text(name)} header sent more than once")
         if len(raw) > MAX_HEADER_VALUE:
             raise BadRequest(f"{_text(name)} header too large")
-        value = raw.decode("latin-1") if isinstance(raw, bytes) else raw
-        if name in TOKEN_VALUED and ("," in value or not (value.isascii() and value.isprintable())):
-            raise BadRequest(f"{_text(name)} header must be one printable value")
+        value = raw.decode("latin-1") if raw.__class__ is bytes else raw
+        # (str.isascii is O(1); control characters are left to what reads the value)
+        if name in TOKEN_VALUED and ("," in value or not value.isascii()):
+            raise BadRequest(f"{_text(name)} header must be one ASCII value")
         found[name] = value
     if total > MAX_HEADERS_TOTAL:
         raise BadRequest("request headers too large")
