@@ -259,6 +259,16 @@ def test_messages_that_do_not_decode_are_400_with_one_line_and_no_traceback(serv
     assert "Traceback" not in log and "Error parsing message" not in log and "deserializ" not in log
 
 
+def test_a_message_over_the_size_cap_is_refused_by_grpc_before_any_parsing(service):
+    message = grpc_request([("X-Filler", "x" * (1024 * 1024))], method="GET").SerializeToString()
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        call = channel.unary_unary("/envoy.service.auth.v3.Authorization/Check", request_serializer=None)
+        with pytest.raises(grpc.RpcError) as raised:
+            call(message, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "Traceback" not in service.log()
+
+
 # -- context_extensions.policy ---------------------------------------------------------------
 def test_a_policy_reference_picks_among_the_policies_that_cover_the_host(service, stub, mint):
     token = mint(audience="https://internal.example.com/mcp", scope="mcp:read")

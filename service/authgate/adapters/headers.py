@@ -82,7 +82,7 @@ def collect(headers: Iterable[tuple[Name, bytes | str]], wanted: frozenset[Name]
         value = raw.decode("latin-1") if raw.__class__ is bytes else raw
         # (str.isascii is O(1); control characters are left to what reads the value)
         if name in TOKEN_VALUED and ("," in value or not value.isascii()):
-            raise BadRequest(f"{_text(name)} header must be one ASCII value")
+            raise BadRequest(f"{_text(name)} header must be one ASCII value without commas")
         found[name] = value
     if total > MAX_HEADERS_TOTAL:
         raise BadRequest("request headers too large")
