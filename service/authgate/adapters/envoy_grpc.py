@@ -23,7 +23,6 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
-from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -128,7 +127,7 @@ class AuthorizationServicer:
         check_request = None
         try:
             request = external_auth_pb2.CheckRequest.FromString(message)
-        except DecodeError:
+        except Exception:  # DecodeError in practice; whatever the decoder raises, the bytes are at fault
             # A caller's bytes, not our failure: no traceback, no decoder text, one decision line.
             metrics.ERRORS.labels(where="grpc-decode").inc()
             decision = bad_request("CheckRequest does not decode (bad UTF-8 or not protobuf)")

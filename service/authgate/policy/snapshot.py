@@ -198,12 +198,6 @@ class Snapshot:
                 return policy
         return None
 
-    def policy(self, ref: str) -> CompiledPolicy | None:
-        for policy in self.policies:
-            if policy.ref == ref:
-                return policy
-        return None
-
     def named_on_host(self, host: str, ref: str) -> CompiledPolicy | None:
         """The policy `ref` when it covers `host`, else None. Only the namespace that owns a
         host has policies on it (compile.resolve_ownership), so a reference can pick among
