@@ -35,11 +35,11 @@ from tests.support.idp import (
 )
 from tests.support.tls import TestCA
 
-from authgate.egress import EgressPolicy
-from authgate.jwks import JwksSettings
+from authgate.check.request import CheckRequest
+from authgate.check.tokens.jwks import JwksSettings
+from authgate.outbound.egress import EgressPolicy
 from authgate.policy import compile_document
-from authgate.request import CheckRequest
-from authgate.runtime import AuthService, ServiceSettings
+from authgate.server.service import AuthService, ServiceSettings
 from bench.micro import REPEAT, best_async, run_on_uvloop
 
 REPORT = Path(__file__).resolve().with_name("EXCHANGE.md")

@@ -31,14 +31,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwcrypto import jwk, jwt
 
-from authgate import logs
-from authgate.egress import EgressPolicy
-from authgate.jwks import JwksSettings
-from authgate.jws import parse_compact
+from authgate.check.request import CheckRequest
+from authgate.check.tokens.jwks import JwksSettings
+from authgate.check.tokens.jws import parse_compact
+from authgate.check.tokens.verified_cache import VerifiedTokenCache
+from authgate.outbound.egress import EgressPolicy
 from authgate.policy import compile_files
-from authgate.request import CheckRequest
-from authgate.runtime import AuthService, ServiceSettings
-from authgate.verified_tokens import VerifiedTokenCache
+from authgate.server import logs
+from authgate.server.service import AuthService, ServiceSettings
 from bench.issuer import ALGORITHMS, RESOURCE, SCOPE, StaticIssuer
 
 REPEAT = 5

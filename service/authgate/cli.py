@@ -15,10 +15,10 @@ import sys
 import zlib
 from pathlib import Path
 
-from authgate import bounded_json, logs, metrics
-from authgate.egress import EgressPolicy
+from authgate import bounded_json
+from authgate.check.tokens.jwks import JwksSettings
 from authgate.errors import PolicyError
-from authgate.jwks import JwksSettings
+from authgate.outbound.egress import EgressPolicy
 from authgate.policy import (
     ValidationSettings,
     compile_document,
@@ -26,8 +26,9 @@ from authgate.policy import (
     compile_loaded,
     load_files,
 )
-from authgate.runtime import AuthService, ServiceSettings
 from authgate.sealing import SealingKeyError, SealingKeyFile, SealingKeys
+from authgate.server import logs
+from authgate.server.service import AuthService, ServiceSettings
 
 log = logging.getLogger("authgate")
 
@@ -115,7 +116,7 @@ def _print_issues(error: PolicyError) -> None:
 
 def read_snapshot_file(path: str) -> object:
     """A snapshot document from a file (the mounted Secret: JSON, maybe gzipped), bounded like a push."""
-    from authgate.admin import MAX_SNAPSHOT_BYTES
+    from authgate.server.admin_app import MAX_SNAPSHOT_BYTES
 
     with open(path, "rb") as file:
         raw = file.read(MAX_SNAPSHOT_BYTES + 1)
@@ -130,12 +131,13 @@ def read_snapshot_file(path: str) -> object:
 
 # -- serve ---------------------------------------------------------------------
 async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
-    from authgate.adapters.check_app import CheckApp
-    from authgate.adapters.envoy_grpc import GrpcServer
-    from authgate.admin import create_admin_app
-    from authgate.admin_auth import AdminAuth, BearerSecret, KubeAPI, TokenReviewer
-    from authgate.public_app import create_public_app
-    from authgate.server import Listener, serve
+    from authgate.server.admin_app import create_admin_app
+    from authgate.server.admin_auth import AdminAuth, BearerSecret, KubeAPI, TokenReviewer
+    from authgate.server.check_app import CheckApp
+    from authgate.server.grpc_app import GrpcServer
+    from authgate.server.listeners import Listener, serve
+    from authgate.server.metrics_app import create_metrics_app
+    from authgate.server.public_app import create_public_app
 
     service = AuthService(_settings(args))
     if args.sealing_keys:
@@ -163,7 +165,7 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
         Listener("public", create_public_app(service), args.address, args.port),
         Listener("check", CheckApp(service), args.address, args.check_port),
         Listener("admin", create_admin_app(service, admin_auth), args.address, args.admin_port),
-        Listener("metrics", metrics.create_metrics_app(), args.address, args.metrics_port),
+        Listener("metrics", create_metrics_app(), args.address, args.metrics_port),
         *extra_listeners,
     ]
     grpc_server = GrpcServer(service, args.address, args.grpc_port)
@@ -180,7 +182,7 @@ async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from authgate.server import run
+    from authgate.server.listeners import run
 
     if bool(args.admin_audience) != bool(args.admin_subject):
         print("error: --admin-audience and --admin-subject go together", file=sys.stderr)
@@ -202,8 +204,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # -- demo and token ------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from authgate import demo
-    from authgate.server import Listener, run
+    from authgate.server import demo
+    from authgate.server.listeners import Listener, run
 
     key, issuer = demo.load_or_create_issuer(f"http://127.0.0.1:{args.issuer_port}")
     policy_file = demo.state_dir() / "demo-policy.yaml"
@@ -230,7 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from authgate import demo
+    from authgate.server import demo
 
     if not (demo.state_dir() / "demo-issuer.json").exists():
         print("error: no demo issuer yet; run `make run` (authgate demo) once first", file=sys.stderr)
@@ -253,7 +255,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from authgate.explain import explain
+    from authgate.check.explain import explain
 
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
@@ -266,7 +268,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except PolicyError as error:
         _print_issues(error)
         return 1
-    lines, allowed = asyncio.run(explain(snapshot, _settings(args), args.url, args.method, token or None, args.header))
+
+    async def run() -> tuple[list[str], bool]:
+        service = AuthService(_settings(args))  # its validator, with the egress rules of these flags
+        try:
+            return await explain(snapshot, service.validator, args.url, args.method, token or None, args.header)
+        finally:
+            await service.stop()
+
+    lines, allowed = asyncio.run(run())
     print("\n".join(lines))
     return 0 if allowed else 2
 

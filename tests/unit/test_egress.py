@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from authgate.egress import EgressClient, EgressPolicy, EgressResponse
 from authgate.errors import (
     EgressBadResponse,
     EgressBlocked,
@@ -33,6 +32,7 @@ from authgate.errors import (
     EgressTimeout,
     EgressTooLarge,
 )
+from authgate.outbound.egress import EgressClient, EgressPolicy, EgressResponse
 
 # ---------------------------------------------------------------------------------------
 # A deliberately misbehaving HTTP/1.1 server on 127.0.0.1

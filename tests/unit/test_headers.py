@@ -1,8 +1,8 @@
-"""The one header-reading rule every check dialect feeds (adapters.headers.collect)."""
+"""The one header-reading rule every check dialect feeds (server.dialects.headers.collect)."""
 
 import pytest
 
-from authgate.adapters.headers import MAX_HEADER_VALUE, BadRequest, collect, method, request_id
+from authgate.server.dialects.headers import MAX_HEADER_VALUE, BadRequest, collect, method, request_id
 
 WANTED_BYTES = frozenset({b"authorization", b"mcp-name", b"x-original-url"})
 WANTED_TEXT = frozenset({"authorization", "mcp-name", "x-original-url"})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from authgate.identity import header_value
+from authgate.check.identity_headers import header_value
 
 
 @pytest.mark.parametrize(

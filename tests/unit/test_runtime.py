@@ -1,6 +1,6 @@
 """Service settings reach the parts they configure."""
 
-from authgate.runtime import AuthService, ServiceSettings
+from authgate.server.service import AuthService, ServiceSettings
 
 
 def test_token_cache_settings_are_used():

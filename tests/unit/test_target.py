@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authgate.target import (
+from authgate.urls import (
     TargetError,
     normalize_host,
     normalize_path,

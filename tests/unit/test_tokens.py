@@ -15,11 +15,11 @@ from tests.support.keys import (
     unsigned_token,
 )
 
-from authgate.egress import EgressPolicy
+from authgate.check.tokens.jwks import JwksSettings
 from authgate.errors import KeysUnavailable, TokenError
-from authgate.jwks import JwksSettings
+from authgate.outbound.egress import EgressPolicy
 from authgate.policy import ValidationSettings, compile_document
-from authgate.runtime import AuthService, ServiceSettings
+from authgate.server.service import AuthService, ServiceSettings
 
 AUDIENCE = "https://api.example.com/mcp"
 LOCAL = EgressPolicy(allow=("127.0.0.1",), insecure_http=True)

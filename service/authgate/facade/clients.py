@@ -18,12 +18,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from authgate.egress import EgressClient
 from authgate.errors import EgressError
 from authgate.facade.registration import RegistrationError, registered_client, secret_matches, validate_metadata
+from authgate.outbound.egress import EgressClient
 from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
 from authgate.sealing import SealError, SealingKeys
-from authgate.target import TargetError, parse_url
+from authgate.urls import TargetError, parse_url
 
 log = logging.getLogger("authgate.facade")
 

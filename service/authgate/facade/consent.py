@@ -12,7 +12,7 @@ from html import escape
 
 from starlette.responses import HTMLResponse
 
-from authgate.target import parse_url
+from authgate.urls import parse_url
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action {}; frame-ancestors 'none'; base-uri 'none'"
 SECURITY_HEADERS = {

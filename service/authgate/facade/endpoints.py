@@ -60,10 +60,10 @@ from authgate.facade.registration import RegistrationError, register
 from authgate.facade.upstream import Upstream, UpstreamRefused, UpstreamUnavailable
 from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
 from authgate.sealing import SealError, SealingKeys
-from authgate.target import TargetError, normalize_host, parse_url
+from authgate.urls import TargetError, normalize_host, parse_url
 
 if TYPE_CHECKING:
-    from authgate.runtime import AuthService
+    from authgate.server.service import AuthService
 
 log = logging.getLogger("authgate.facade")
 

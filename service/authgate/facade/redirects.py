@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from authgate.target import URL, TargetError, parse_url
+from authgate.urls import URL, TargetError, parse_url
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
 MAX_URI_LENGTH = 2000

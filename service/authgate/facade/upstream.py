@@ -13,10 +13,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from authgate.credentials import authenticated_form
-from authgate.egress import EgressClient
 from authgate.errors import EgressError
-from authgate.jwks import discovery_urls
+from authgate.outbound.discovery import discovery_urls
+from authgate.outbound.egress import EgressClient
+from authgate.outbound.oauth_client import authenticated_form
 from authgate.policy.snapshot import CompiledUpstream
 
 log = logging.getLogger("authgate.facade")

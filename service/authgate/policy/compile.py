@@ -39,7 +39,7 @@ from authgate.policy.validate import (
     resolve_ownership,
     validate_policy,
 )
-from authgate.target import normalize_path, parse_url
+from authgate.urls import normalize_path, parse_url
 
 _UID_NAMESPACE = uuid.UUID("6f1f4a9e-8d55-4d57-9a0e-3b3c8b0f7a11")
 

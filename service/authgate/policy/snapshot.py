@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from authgate.target import prefix_covers
+from authgate.urls import prefix_covers
 
 FORMAT_VERSION = 1
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from authgate.decision import Decision
+from authgate.check.decision import Decision
 
 
 @dataclass(frozen=True)

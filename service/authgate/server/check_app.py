@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 
 from authgate import metrics
-from authgate.adapters import envoy_http, nginx, traefik
-from authgate.adapters.headers import COMMON, BadRequest, collect, mcp_value, request_id
-from authgate.adapters.render import render
-from authgate.decision import Decision, bad_request, internal_error
-from authgate.request import CheckRequest
-from authgate.runtime import AuthService
+from authgate.check.decision import Decision, bad_request, internal_error
+from authgate.check.request import CheckRequest
+from authgate.server.dialects import envoy_http, nginx, traefik
+from authgate.server.dialects.headers import COMMON, BadRequest, collect, mcp_value, request_id
+from authgate.server.dialects.render import render
+from authgate.server.service import AuthService
 
 log = logging.getLogger("authgate.check")
 

@@ -22,10 +22,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from authgate.credentials import authenticated_form, is_b64token
-from authgate.egress import EgressClient, EgressPolicy
 from authgate.errors import AuthgateError, EgressError
-from authgate.jwks import discovery_urls
+from authgate.outbound.discovery import discovery_urls
+from authgate.outbound.egress import EgressClient, EgressPolicy
+from authgate.outbound.oauth_client import authenticated_form, is_b64token
 from authgate.policy.snapshot import CompiledExchange
 
 log = logging.getLogger("authgate.exchange")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from authgate.adapters.headers import BadRequest, method
-from authgate.request import CheckRequest
-from authgate.target import TargetError, normalize_host, normalize_path
+from authgate.check.request import CheckRequest
+from authgate.server.dialects.headers import BadRequest, method
+from authgate.urls import TargetError, normalize_host, normalize_path
 
 WANTED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-uri", b"x-forwarded-method"})
 

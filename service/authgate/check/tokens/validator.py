@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from authgate.egress import EgressClient
+from authgate.check.tokens.introspection import NEGATIVE_TTL, POSITIVE_TTL, introspect
+from authgate.check.tokens.jwks import KeyStore
+from authgate.check.tokens.jws import parse_compact
+from authgate.check.tokens.verified_cache import VerifiedTokenCache
 from authgate.errors import TokenError
-from authgate.introspection import NEGATIVE_TTL, POSITIVE_TTL, introspect
-from authgate.jwks import KeyStore
-from authgate.jws import parse_compact
+from authgate.outbound.egress import EgressClient
 from authgate.policy.compile import normalize_audience
 from authgate.policy.snapshot import CompiledIssuer, CompiledPolicy
-from authgate.verified_tokens import VerifiedTokenCache
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from authgate import decision as decisions
-from authgate.credentials import bearer_token
-from authgate.decision import Decision
+from authgate.check import decision as decisions
+from authgate.check.credentials import bearer_token
+from authgate.check.decision import Decision
+from authgate.check.identity_headers import identity_headers
+from authgate.check.request import CheckRequest
+from authgate.check.roles import roles_for
+from authgate.check.tokens.validator import TokenValidator
 from authgate.errors import KeysUnavailable, TokenError
-from authgate.exchange import ExchangeFailed, TokenExchanger
-from authgate.identity import identity_headers
+from authgate.outbound.exchange import ExchangeFailed, TokenExchanger
 from authgate.policy.snapshot import CompiledPolicy, Snapshot
-from authgate.request import CheckRequest
-from authgate.roles import roles_for
-from authgate.tokens import TokenValidator
 
 
 def _is_allowed_preflight(policy: CompiledPolicy, request: CheckRequest) -> bool:

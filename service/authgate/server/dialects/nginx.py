@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from authgate.adapters.headers import BadRequest, method
-from authgate.request import CheckRequest
-from authgate.target import TargetError, split_absolute_url
+from authgate.check.request import CheckRequest
+from authgate.server.dialects.headers import BadRequest, method
+from authgate.urls import TargetError, split_absolute_url
 
 WANTED = frozenset({b"x-original-url", b"x-original-method"})
 

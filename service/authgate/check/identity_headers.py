@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from authgate.check.roles import claim_at
+from authgate.check.tokens.validator import VerifiedToken
 from authgate.policy.snapshot import CompiledPolicy
-from authgate.roles import claim_at
-from authgate.tokens import VerifiedToken
 
 
 def header_value(value: Any) -> str | None:

@@ -31,7 +31,7 @@ from authgate.errors import (
     EgressTimeout,
     EgressTooLarge,
 )
-from authgate.target import TargetError, parse_url
+from authgate.urls import TargetError, parse_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

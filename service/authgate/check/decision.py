@@ -10,8 +10,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from authgate.check.tokens.validator import VerifiedToken
 from authgate.policy.snapshot import CompiledPolicy, CompiledRule
-from authgate.tokens import VerifiedToken
 
 _UNSAFE_QUOTED = re.compile(r"[^\x20\x21\x23-\x5B\x5D-\x7E]")  # RFC 6750 §3 error_description chars
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from authgate.credentials import client_secret_basic
-from authgate.egress import EgressClient
 from authgate.errors import EgressError, KeysUnavailable
+from authgate.outbound.egress import EgressClient
+from authgate.outbound.oauth_client import client_secret_basic
 from authgate.policy.snapshot import CompiledIssuer
 
 log = logging.getLogger("authgate.introspection")

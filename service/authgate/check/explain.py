@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import time
 
-from authgate.credentials import bearer_token
+from authgate.check.credentials import bearer_token
+from authgate.check.pipeline import decide
+from authgate.check.request import CheckRequest
+from authgate.check.roles import roles_for
+from authgate.check.tokens.jws import parse_compact
+from authgate.check.tokens.validator import TokenValidator, token_scopes
 from authgate.errors import TokenError
-from authgate.jws import parse_compact
-from authgate.pipeline import decide
 from authgate.policy.snapshot import Snapshot
-from authgate.request import CheckRequest
-from authgate.roles import roles_for
-from authgate.runtime import AuthService, ServiceSettings
-from authgate.target import TargetError, split_absolute_url
-from authgate.tokens import token_scopes
+from authgate.urls import TargetError, split_absolute_url
 
 
 def _describe_claims(token: str) -> list[str]:
@@ -36,7 +35,7 @@ def _describe_claims(token: str) -> list[str]:
 
 
 async def explain(
-    snapshot: Snapshot, settings: ServiceSettings, url: str, method: str, token: str | None, headers: list[str]
+    snapshot: Snapshot, validator: TokenValidator, url: str, method: str, token: str | None, headers: list[str]
 ) -> tuple[list[str], bool]:
     lines: list[str] = []
     try:
@@ -97,11 +96,7 @@ async def explain(
                 lines.append(f"5. roles (if the token is valid): {sorted(roles) or '(none)'}")
             except TokenError:
                 pass
-    service = AuthService(settings)
-    try:
-        decision = await decide(snapshot, request, service.validator)
-    finally:
-        await service.stop()
+    decision = await decide(snapshot, request, validator)
     verdict = "ALLOW" if decision.allowed else "DENY"
     lines.append(
         f"=> {verdict} {decision.status} reason={decision.reason}"

@@ -11,18 +11,18 @@ import time
 from dataclasses import dataclass, field
 
 from authgate import metrics
-from authgate.decision import Decision, internal_error
-from authgate.egress import EgressClient, EgressPolicy
+from authgate.check.decision import Decision, internal_error
+from authgate.check.pipeline import decide
+from authgate.check.request import CheckRequest
+from authgate.check.tokens.jwks import JwksSettings, KeyStore
+from authgate.check.tokens.validator import TokenValidator
+from authgate.check.tokens.verified_cache import VerifiedTokenCache
 from authgate.errors import PolicyError, PolicyIssue
-from authgate.exchange import TokenExchanger
-from authgate.jwks import JwksSettings, KeyStore
-from authgate.logs import DecisionLog
-from authgate.pipeline import decide
+from authgate.outbound.egress import EgressClient, EgressPolicy
+from authgate.outbound.exchange import TokenExchanger
 from authgate.policy import EMPTY_SNAPSHOT, Snapshot, ValidationSettings
-from authgate.request import CheckRequest
 from authgate.sealing import SealingKeyFile, SealingKeys
-from authgate.tokens import TokenValidator
-from authgate.verified_tokens import VerifiedTokenCache
+from authgate.server.logs import DecisionLog
 
 decision_log = DecisionLog()
 log = logging.getLogger("authgate")

@@ -1,14 +1,11 @@
-"""Where a bearer token may come from: the Authorization header, and nowhere else.
-
-RFC 6750 §2.1; the query string (§2.3) and form bodies are never read.
-"""
+"""authgate as an OAuth client: how it authenticates (RFC 6749 §2.3) in every form it
+POSTs (token exchange, introspection, the facade's upstream token, revocation and
+introspection calls), and the b64token syntax of the tokens it passes on."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import quote
-
-from authgate.errors import TokenError
 
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 §2.1 b64token
 
@@ -32,20 +29,3 @@ def authenticated_form(
     if client_secret is not None:
         return form, client_secret_basic(client_id, client_secret)
     return {**form, "client_id": client_id}, None
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token, or None when no bearer credentials were sent at all.
-
-    Another scheme (Basic, DPoP...) counts as no bearer token; `Bearer` with a malformed
-    value is an invalid token.
-    """
-    if authorization is None:
-        return None
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    value = value.strip()
-    if not value or not is_b64token(value):
-        raise TokenError("malformed bearer credentials")
-    return value

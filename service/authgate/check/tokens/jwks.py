@@ -16,12 +16,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from authgate import metrics
-from authgate.egress import EgressClient
+from authgate.check.tokens.jws import VerificationKey, verification_key
 from authgate.errors import EgressError, KeysUnavailable, TokenError
-from authgate.jws import VerificationKey, verification_key
+from authgate.outbound.discovery import discovery_urls
+from authgate.outbound.egress import EgressClient
 
 log = logging.getLogger("authgate.jwks")
 
@@ -48,15 +48,6 @@ class KeyIndex:
 
 class KeysFetchError(Exception):
     pass
-
-
-def discovery_urls(issuer: str) -> list[str]:
-    """OpenID Connect Discovery §4 (appended), then RFC 8414 §3.1 (inserted)."""
-    parts = urlsplit(issuer)
-    path = parts.path.rstrip("/")
-    appended = urlunsplit((parts.scheme, parts.netloc, path + "/.well-known/openid-configuration", "", ""))
-    inserted = urlunsplit((parts.scheme, parts.netloc, "/.well-known/oauth-authorization-server" + path, "", ""))
-    return [appended, inserted]
 
 
 class IssuerKeys:

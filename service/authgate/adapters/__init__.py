@@ -1,1 +1,0 @@
-"""Translation between proxy dialects and the core: CheckRequest in, Decision out."""
