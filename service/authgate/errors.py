@@ -31,6 +31,15 @@ class KeysUnavailable(AuthgateError):
         self.reason = reason
 
 
+class DiscoveryFailed(AuthgateError):
+    """An issuer's authorization-server metadata cannot be had, or does not name what is needed."""
+
+    def __init__(self, issuer: str, reason: str) -> None:
+        super().__init__(f"discovery of {issuer} failed: {reason}")
+        self.issuer = issuer
+        self.reason = reason
+
+
 class EgressError(AuthgateError):
     """An outbound call failed or was refused. `reason` is a short machine-friendly word."""
 

@@ -18,12 +18,12 @@ import hashlib
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from authgate.errors import AuthgateError, EgressError
-from authgate.outbound.discovery import discovery_urls
+from authgate.caches import BoundedCache, SingleFlight
+from authgate.errors import AuthgateError, DiscoveryFailed, EgressError
+from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient, EgressPolicy
 from authgate.outbound.oauth_client import authenticated_form, is_b64token
 from authgate.policy.snapshot import CompiledExchange
@@ -85,6 +85,7 @@ class TokenExchanger:
         self,
         egress_policy: EgressPolicy,
         egress: EgressClient | None = None,
+        discovery: Discovery | None = None,
         max_entries: int = 10_000,
         refresh_margin: float = 30.0,
         default_lifetime: float = 60.0,
@@ -95,9 +96,9 @@ class TokenExchanger:
         self._mtls: dict[bytes, EgressClient] = {}
         self._last_used: dict[bytes, float] = {}
         self._in_use: dict[bytes, int] = {}
-        self._endpoints: dict[tuple[str, bool], str] = {}
-        self._cache: OrderedDict[tuple[bytes, bytes], ExchangedToken] = OrderedDict()
-        self._inflight: dict[tuple[bytes, bytes], asyncio.Task[ExchangedToken]] = {}
+        self._discovery = discovery or Discovery(self._egress)
+        self._cache: BoundedCache[tuple[bytes, bytes], ExchangedToken] = BoundedCache(max_entries)
+        self._flights: SingleFlight[tuple[bytes, bytes], ExchangedToken] = SingleFlight()
         self.max_entries = max_entries
         self.refresh_margin = refresh_margin
         self.default_lifetime = default_lifetime
@@ -126,49 +127,28 @@ class TokenExchanger:
             self._last_used.pop(identity, None)
             asyncio.get_running_loop().create_task(client.aclose())
 
-    async def _token_endpoint(self, config: CompiledExchange, client: EgressClient) -> str:
+    async def _token_endpoint(self, config: CompiledExchange) -> str:
         if config.token_endpoint is not None:
             return config.token_endpoint
         assert config.issuer is not None
-        mtls = config.client_certificate is not None
-        known = self._endpoints.get((config.issuer, mtls))
-        if known is not None:
-            return known
-        for url in discovery_urls(config.issuer):
-            try:
-                metadata, _ = await client.get_json(url, max_bytes=MAX_RESPONSE_BYTES)
-            except EgressError:
-                continue
-            if metadata.get("issuer") != config.issuer:
-                raise ExchangeFailed(503, "the exchange issuer's metadata names another issuer")
+        try:
+            metadata = await self._discovery.metadata(config.issuer)
             aliases = metadata.get("mtls_endpoint_aliases")
-            endpoint = (aliases or {}).get("token_endpoint") if mtls and isinstance(aliases, dict) else None
-            endpoint = endpoint or metadata.get("token_endpoint")
-            if not isinstance(endpoint, str):
-                raise ExchangeFailed(503, "the exchange issuer's metadata has no token_endpoint")
-            client.check_url(endpoint)
-            self._endpoints[(config.issuer, mtls)] = endpoint
-            return endpoint
-        raise ExchangeFailed(503, "the exchange issuer's metadata cannot be had")
+            if config.client_certificate is not None and isinstance(aliases, dict) and "token_endpoint" in aliases:
+                return self._discovery.endpoint(config.issuer, aliases, "token_endpoint")  # RFC 8705 §5
+            return self._discovery.endpoint(config.issuer, metadata, "token_endpoint")
+        except DiscoveryFailed as error:
+            log.warning("token exchange discovery failed", extra={"issuer": config.issuer, "reason": error.reason})
+            raise ExchangeFailed(503, "the exchange issuer's metadata cannot be had") from None
 
     async def exchange(self, config: CompiledExchange, subject_token: str) -> ExchangedToken:
         key = (config.cache_key, hashlib.sha256(subject_token.encode()).digest())
-        now = self.clock()
-        cached = self._cache.get(key)
-        if cached is not None and cached.expires_at - self.refresh_margin > now:
-            self._cache.move_to_end(key)
+        cached = self._cache.get(key, self.clock())
+        if cached is not None:
             return cached
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._exchange(config, subject_token))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _: self._inflight.pop(key, None))
-        result = await asyncio.shield(task)
-        if result.expires_at - self.refresh_margin > self.clock():
-            self._cache[key] = result
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.max_entries:
-                self._cache.popitem(last=False)
+        result = await self._flights.run(key, lambda: self._exchange(config, subject_token))
+        # reused until refresh_margin before it expires, so no upstream gets a token about to lapse
+        self._cache.put(key, result, result.expires_at - self.refresh_margin)
         return result
 
     async def _exchange(self, config: CompiledExchange, subject_token: str) -> ExchangedToken:
@@ -184,7 +164,7 @@ class TokenExchanger:
     async def _exchange_with(
         self, config: CompiledExchange, subject_token: str, client: EgressClient
     ) -> ExchangedToken:
-        endpoint = await self._token_endpoint(config, client)
+        endpoint = await self._token_endpoint(config)
         form = {
             "grant_type": GRANT_TYPE,
             "subject_token": subject_token,

@@ -18,6 +18,7 @@ from authgate.check.tokens.jwks import JwksSettings, KeyStore
 from authgate.check.tokens.validator import TokenValidator
 from authgate.check.tokens.verified_cache import VerifiedTokenCache
 from authgate.errors import PolicyError, PolicyIssue
+from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient, EgressPolicy
 from authgate.outbound.exchange import TokenExchanger
 from authgate.policy import EMPTY_SNAPSHOT, Snapshot, ValidationSettings
@@ -49,11 +50,12 @@ class AuthService:
     def __init__(self, settings: ServiceSettings = ServiceSettings()) -> None:
         self.settings = settings
         self.egress = EgressClient(settings.egress)
-        self.keys = KeyStore(self.egress, settings.jwks)
+        self.discovery = Discovery(self.egress)
+        self.keys = KeyStore(self.egress, settings.jwks, self.discovery)
         self.validator = TokenValidator(
             self.keys, VerifiedTokenCache(settings.token_cache_entries, settings.token_cache_ttl), egress=self.egress
         )
-        self.exchanger = TokenExchanger(settings.egress, self.egress)
+        self.exchanger = TokenExchanger(settings.egress, self.egress, self.discovery)
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.loaded = False
         self.loaded_at: float | None = None

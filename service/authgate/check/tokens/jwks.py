@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from authgate import metrics
+from authgate.caches import SingleFlight
 from authgate.check.tokens.jws import VerificationKey, verification_key
-from authgate.errors import EgressError, KeysUnavailable, TokenError
-from authgate.outbound.discovery import discovery_urls
+from authgate.errors import AuthgateError, DiscoveryFailed, EgressError, KeysUnavailable, TokenError
+from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient
 
 log = logging.getLogger("authgate.jwks")
@@ -46,8 +47,8 @@ class KeyIndex:
     fetched_at: float  # monotonic
 
 
-class KeysFetchError(Exception):
-    pass
+class KeysFetchError(AuthgateError):
+    """One fetch of a key set failed (the set stays usable until its stale limit)."""
 
 
 class IssuerKeys:
@@ -58,12 +59,14 @@ class IssuerKeys:
         issuer: str,
         jwks_uri: str | None,
         egress: EgressClient,
+        discovery: Discovery,
         settings: JwksSettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.issuer = issuer
         self.configured_jwks_uri = jwks_uri
         self._egress = egress
+        self._discovery = discovery
         self._settings = settings
         self._clock = clock
         self.index: KeyIndex | None = None
@@ -71,7 +74,7 @@ class IssuerKeys:
         self.last_attempt: float | None = None
         self.last_failure: float | None = None
         self.fetches = 0
-        self._inflight: asyncio.Task[None] | None = None
+        self._fetching: SingleFlight[None, None] = SingleFlight()
 
     # -- state -----------------------------------------------------------------
     def usable_index(self) -> KeyIndex | None:
@@ -85,7 +88,7 @@ class IssuerKeys:
 
     def refresh_due(self) -> bool:
         now = self._clock()
-        if self._inflight is not None:
+        if len(self._fetching) > 0:
             return False
         if self.last_failure is not None and self.last_attempt == self.last_failure:
             return now - self.last_failure >= self._settings.retry_interval
@@ -108,32 +111,14 @@ class IssuerKeys:
 
     # -- fetching --------------------------------------------------------------
     async def refresh(self) -> None:
-        """Fetch now, or join the fetch already running (single-flight)."""
-        if self._inflight is None:
-            self._inflight = asyncio.create_task(self._fetch())
-        task = self._inflight
-        try:
-            await asyncio.shield(task)
-        finally:
-            if task.done() and self._inflight is task:
-                self._inflight = None
+        """Fetch now, or join the fetch already running."""
+        await self._fetching.run(None, self._fetch)
 
     async def _discover_jwks_uri(self) -> str:
-        last: Exception | None = None
-        for url in discovery_urls(self.issuer):
-            try:
-                metadata, _ = await self._egress.get_json(url, max_bytes=self._settings.max_jwks_bytes)
-            except EgressError as error:
-                last = error
-                continue
-            if metadata.get("issuer") != self.issuer:
-                raise KeysFetchError(f"discovery document at {url} names another issuer")
-            jwks_uri = metadata.get("jwks_uri")
-            if not isinstance(jwks_uri, str):
-                raise KeysFetchError(f"discovery document at {url} has no jwks_uri")
-            self._egress.check_url(jwks_uri)
-            return jwks_uri
-        raise KeysFetchError(f"discovery failed: {last}")
+        try:
+            return self._discovery.endpoint(self.issuer, await self._discovery.metadata(self.issuer), "jwks_uri")
+        except DiscoveryFailed as error:
+            raise KeysFetchError(str(error)) from None
 
     async def _fetch(self) -> None:
         self.last_attempt = self._clock()
@@ -171,7 +156,7 @@ class IssuerKeys:
             recently_failed = (
                 self.last_failure is not None
                 and self._clock() - self.last_failure < self._settings.failure_cooldown
-                and self._inflight is None
+                and len(self._fetching) == 0
             )
             if not recently_failed:
                 await self.refresh()
@@ -184,7 +169,7 @@ class IssuerKeys:
             candidates = index.by_kid.get(kid, ())
             if not candidates:
                 since = self._clock() - (self.last_attempt or 0.0)
-                if self._inflight is not None or since >= self._settings.unknown_kid_cooldown:
+                if len(self._fetching) > 0 or since >= self._settings.unknown_kid_cooldown:
                     await self.refresh()
                     index = self.usable_index() or index
                     candidates = index.by_kid.get(kid, ())
@@ -199,8 +184,11 @@ class IssuerKeys:
 class KeyStore:
     """All issuers' key sets, kept in step with the snapshot, refreshed by one background task."""
 
-    def __init__(self, egress: EgressClient, settings: JwksSettings = JwksSettings()) -> None:
+    def __init__(
+        self, egress: EgressClient, settings: JwksSettings = JwksSettings(), discovery: Discovery | None = None
+    ) -> None:
         self._egress = egress
+        self._discovery = discovery or Discovery(egress)
         self.settings = settings
         self._sets: dict[tuple[str, str | None], IssuerKeys] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -209,7 +197,7 @@ class KeyStore:
     def get(self, source: tuple[str, str | None]) -> IssuerKeys:
         keys = self._sets.get(source)
         if keys is None:  # a snapshot is swapped in only after sync(); this is a safety net
-            keys = self._sets[source] = IssuerKeys(source[0], source[1], self._egress, self.settings)
+            keys = self._sets[source] = IssuerKeys(source[0], source[1], self._egress, self._discovery, self.settings)
         return keys
 
     def sync(self, sources: Iterable[tuple[str, str | None]]) -> None:
@@ -220,7 +208,7 @@ class KeyStore:
                 del self._sets[source]
         for source in wanted:
             if source not in self._sets:
-                self._sets[source] = IssuerKeys(source[0], source[1], self._egress, self.settings)
+                self._sets[source] = IssuerKeys(source[0], source[1], self._egress, self._discovery, self.settings)
         if self._loop_task is not None:
             self._refresh_due()
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from authgate.caches import BoundedCache
 from authgate.check.tokens.introspection import NEGATIVE_TTL, POSITIVE_TTL, introspect
 from authgate.check.tokens.jwks import KeyStore
 from authgate.check.tokens.jws import parse_compact
@@ -119,7 +120,7 @@ class TokenValidator:
         self.cache: VerifiedTokenCache[VerifiedToken] = cache if cache is not None else VerifiedTokenCache()
         self.clock = clock
         self.egress = egress  # for RFC 7662 introspection of opaque tokens
-        self._inactive: dict[tuple[bytes, bytes], float] = {}
+        self._inactive: BoundedCache[tuple[bytes, bytes], bool] = BoundedCache(10_000)  # RFC 7662 "active": false
 
     def _verified(self, entry: CompiledIssuer, claims: dict[str, Any], exp: float) -> VerifiedToken:
         subject = claims.get("sub")
@@ -139,13 +140,11 @@ class TokenValidator:
         if not entries or self.egress is None:
             raise TokenError("malformed token: not a compact JWS")
         for entry in entries:
-            if self._inactive.get((entry.cache_key, digest), 0.0) > now:
+            if self._inactive.get((entry.cache_key, digest), now):
                 continue
             answer = await introspect(self.egress, entry, token)
             if answer.get("active") is not True:
-                if len(self._inactive) > 10_000:
-                    self._inactive.clear()
-                self._inactive[(entry.cache_key, digest)] = now + NEGATIVE_TTL
+                self._inactive.put((entry.cache_key, digest), True, now + NEGATIVE_TTL)
                 continue
             if "iss" in answer and answer["iss"] != entry.issuer:
                 raise TokenError("introspection names another issuer")

@@ -8,10 +8,10 @@ keeps verifying cached tokens).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Generic, TypeVar
 
 from authgate import metrics
+from authgate.caches import BoundedCache
 
 T = TypeVar("T")
 
@@ -24,30 +24,22 @@ class VerifiedTokenCache(Generic[T]):
     def __init__(self, max_entries: int = 10_000, max_ttl: float = 300.0) -> None:
         self.max_entries = max_entries
         self.max_ttl = max_ttl
-        self._entries: OrderedDict[tuple[bytes, bytes], tuple[float, T]] = OrderedDict()
+        self._entries: BoundedCache[tuple[bytes, bytes], T] = BoundedCache(max_entries)
 
     def get(self, issuer_key: bytes, token_digest: bytes, now: float) -> T | None:
         key = (issuer_key, token_digest)
-        entry = self._entries.get(key)
-        if entry is None:
+        if key not in self._entries:
             _MISS.inc()
             return None
-        if now >= entry[0]:
-            del self._entries[key]
-            _EXPIRED.inc()
-            return None
-        self._entries.move_to_end(key)
-        _HIT.inc()
-        return entry[1]
+        value = self._entries.get(key, now)  # drops the entry once it is past its deadline
+        (_EXPIRED if value is None else _HIT).inc()
+        return value
 
     def put(self, issuer_key: bytes, token_digest: bytes, value: T, expires_at: float, now: float) -> None:
         deadline = min(expires_at, now + self.max_ttl)
         if deadline <= now:
             return
-        self._entries[(issuer_key, token_digest)] = (deadline, value)
-        self._entries.move_to_end((issuer_key, token_digest))
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put((issuer_key, token_digest), value, deadline)
         metrics.TOKEN_CACHE_SIZE.set(len(self._entries))
 
     def __len__(self) -> int:

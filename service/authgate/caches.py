@@ -1,0 +1,94 @@
+"""The one bounded cache and the one single-flight helper every cache of authgate uses.
+
+`BoundedCache` is an LRU map with a deadline per entry: at most `max_entries` live
+entries (the least recently used fall out first), none served past its deadline, and
+`stale()` for the callers that may serve an expired value while its source is failing
+(stale-if-error). `SingleFlight` makes concurrent misses for one key share one call.
+Hand-written because cachetools' TTLCache has one TTL for all entries, while ours
+expire by their own deadline (a token's `exp`, a document's max-age); both are a few
+lines over OrderedDict and asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """An LRU map of at most `max_entries`, each entry with its own deadline."""
+
+    __slots__ = ("_entries", "max_entries")
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError("a cache holds at least one entry")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K, now: float) -> V | None:
+        """The value while `now` is before its deadline; an expired entry is dropped."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if now >= entry[0]:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def stale(self, key: K) -> V | None:
+        """The value whatever its deadline (kept only until it is evicted or replaced)."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
+    def put(self, key: K, value: V, deadline: float) -> None:
+        self._entries[key] = (deadline, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: K) -> V | None:
+        entry = self._entries.pop(key, None)
+        return None if entry is None else entry[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+
+class SingleFlight(Generic[K, V]):
+    """Concurrent `run(key, call)` for one key await one `call()`; its result or exception
+    goes to all of them. A caller that is cancelled does not cancel the others' call."""
+
+    __slots__ = ("_inflight",)
+
+    def __init__(self) -> None:
+        self._inflight: dict[K, asyncio.Task[V]] = {}
+
+    async def run(self, key: K, call: Callable[[], Awaitable[V]]) -> V:
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(call())
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task)
+
+    def _forget(self, key: K, task: asyncio.Task[V]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure every waiter saw is not "never retrieved"
+
+    def __len__(self) -> int:
+        return len(self._inflight)
