@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from authgate.errors import SnapshotTooLarge
 from authgate.policy import ValidationSettings
-from authgate_operator.kube import Kube, SnapshotTooLarge
+from authgate_operator.kube import Kube
 from authgate_operator.reconcile import (
     Compiled,
     SyncState,

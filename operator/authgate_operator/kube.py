@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from authgate.errors import SnapshotTooLarge
+
 log = logging.getLogger("authgate.operator")
 
 GROUP, VERSION, PLURAL = "authgate.dev", "v1alpha1", "oauthpolicies"
@@ -24,10 +26,6 @@ VERSION_ANNOTATION = "authgate.dev/version"
 SNAPSHOT_KEY = "snapshot.json.gz"
 SEALING_KEY = "keys.json"
 MAX_SECRET_BYTES = 1024 * 1024 - 16 * 1024  # Kubernetes caps a Secret at 1 MiB; leave room for metadata
-
-
-class SnapshotTooLarge(Exception):
-    pass
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,7 @@ import json
 import math
 from typing import Any
 
-from authgate.errors import AuthgateError
-
-
-class JSONInputError(AuthgateError, ValueError):
-    """Untrusted input is not the bounded, strict JSON expected; `str()` says why, briefly."""
+from authgate.errors import JSONInputError
 
 
 def _finite_float(literal: str) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from authgate import bounded_json
 from authgate.check.tokens.jwks import JwksSettings
-from authgate.errors import PolicyError
+from authgate.errors import PolicyError, SealingKeyError
 from authgate.outbound.egress import EgressPolicy
 from authgate.policy import (
     ValidationSettings,
@@ -26,7 +26,7 @@ from authgate.policy import (
     compile_loaded,
     load_files,
 )
-from authgate.sealing import SealingKeyError, SealingKeyFile, SealingKeys
+from authgate.sealing import SealingKeyFile, SealingKeys
 from authgate.server import logs
 from authgate.server.service import AuthService, ServiceSettings
 

@@ -1,7 +1,36 @@
-"""One error hierarchy for authgate.
+"""One error hierarchy for authgate: every exception it raises on purpose is defined here.
 
-Callers catch by meaning: a bad token, keys that cannot be had, a refused outbound
-call, a bad policy. Each adapter maps these to its dialect in exactly one place.
+    AuthgateError
+    ├── InputError (ValueError)        untrusted input is malformed: the port's bad-input answer
+    │   ├── JSONInputError             not bounded, strict JSON (bounded_json)
+    │   ├── TargetError                a URL, host or path that cannot be normalized (urls)
+    │   └── BadRequest                 a check request that cannot be read (400)
+    ├── TokenError                     the caller's token is unusable (401 invalid_token)
+    ├── KeysUnavailable                an issuer's keys cannot be had (503, never 401)
+    ├── KeysFetchError                 one key-set fetch failed (the last good keys stay)
+    ├── DiscoveryFailed                an issuer's metadata cannot be had
+    ├── ExchangeFailed                 RFC 8693 exchange failed: `status` 401 or 503
+    ├── EgressError                    an outbound call failed or was refused (`reason`)
+    │   ├── EgressBlocked, EgressTimeout, EgressTooLarge, EgressRedirect
+    │   └── EgressBadResponse
+    ├── SealError                      a sealed value does not open
+    ├── SealingKeyError                the --sealing-keys file is unusable
+    ├── PolicyError                    a policy set does not load (`issues`); nothing changed
+    │   └── StaleSnapshot              older than, or conflicting with, the enforced one
+    ├── SnapshotTooLarge               the compiled snapshot does not fit a Secret (operator)
+    ├── UpstreamUnavailable            the facade's identity provider cannot be reached (503)
+    └── ProtocolError                  an OAuth error with its RFC code: `error`, `description`
+        ├── OAuthError                 answered as RFC 6749 §5.2 JSON with `status`
+        ├── RegistrationError          RFC 7591 §3.2.2
+        ├── ClientError                invalid_client (RFC 6749 §5.2)
+        │   └── UnknownClient
+        ├── RedirectError              a redirect URI that may not be registered or used
+        ├── ShowError                  shown to the user, never redirected (the client is not trusted)
+        ├── RedirectableError          sent to the client's validated redirect_uri
+        └── UpstreamRefused            the identity provider's own RFC error
+
+Callers catch by meaning; each adapter maps these to its dialect in exactly one place
+(check: decision.py; facade: its error mapping; ports: their apps).
 """
 
 from __future__ import annotations
@@ -11,6 +40,22 @@ from dataclasses import dataclass
 
 class AuthgateError(Exception):
     """Base of every error authgate raises on purpose."""
+
+
+class InputError(AuthgateError, ValueError):
+    """Untrusted input is malformed; `str()` says why, briefly (it may reach the client)."""
+
+
+class JSONInputError(InputError):
+    """Not the bounded, strict JSON expected (bounded_json)."""
+
+
+class TargetError(InputError):
+    """A URL, host or path cannot be normalized; the caller answers 400."""
+
+
+class BadRequest(InputError):
+    """The check request itself is malformed; answered with 400."""
 
 
 class TokenError(AuthgateError):
@@ -29,6 +74,20 @@ class KeysUnavailable(AuthgateError):
         super().__init__(f"keys of {issuer} unavailable: {reason}")
         self.issuer = issuer
         self.reason = reason
+
+
+class KeysFetchError(AuthgateError):
+    """One fetch of a key set failed (the set stays usable until its stale limit)."""
+
+
+class ExchangeFailed(AuthgateError):
+    """`status` is what the check answers: 401 (subject token refused) or 503."""
+
+    def __init__(self, status: int, reason: str, upstream_error: str | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.upstream_error = upstream_error
 
 
 class DiscoveryFailed(AuthgateError):
@@ -81,6 +140,14 @@ class EgressBadResponse(EgressError):
         self.status_code = status_code
 
 
+class SealingKeyError(AuthgateError):
+    """The --sealing-keys file is unusable."""
+
+
+class SealError(AuthgateError):
+    """A sealed value does not open: tampered, expired, or sealed for something else."""
+
+
 @dataclass(frozen=True)
 class PolicyIssue:
     """One precise problem in a policy source: where it is and what is wrong."""
@@ -104,3 +171,82 @@ class PolicyError(AuthgateError):
     def __init__(self, issues: list[PolicyIssue]) -> None:
         super().__init__("\n".join(str(i) for i in issues))
         self.issues = issues
+
+
+class StaleSnapshot(PolicyError):
+    """A snapshot older than (or conflicting with) the one being enforced."""
+
+
+class SnapshotTooLarge(AuthgateError):
+    """The compiled snapshot does not fit in a Secret."""
+
+
+class UpstreamUnavailable(AuthgateError):
+    """The facade's identity provider cannot be reached or answered nonsense (503 to the client)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProtocolError(AuthgateError):
+    """An OAuth protocol error: `error` is its RFC code, `description` the text the client sees."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+class OAuthError(ProtocolError):
+    """Answered as RFC 6749 §5.2 JSON with `status` (and extra response headers)."""
+
+    def __init__(self, status: int, error: str, description: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(error, description)
+        self.status = status
+        self.headers = headers or {}
+
+
+class RegistrationError(ProtocolError):
+    """RFC 7591 §3.2.2: `error` is invalid_redirect_uri or invalid_client_metadata."""
+
+
+class ClientError(ProtocolError):
+    """The client is unknown or failed to authenticate (RFC 6749 §5.2 invalid_client)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__("invalid_client", description)
+
+
+class UnknownClient(ClientError):
+    """No such client: not one this facade registered (or it expired)."""
+
+    def __init__(self) -> None:
+        super().__init__("unknown client")
+
+
+class RedirectError(ProtocolError):
+    """Why a redirect URI is refused; the text goes to the client as error_description."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__("invalid_redirect_uri", description)
+
+
+class ShowError(ProtocolError):
+    """An error for the user's browser: the client or redirect_uri cannot be trusted."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__("invalid_request", description)
+
+
+class RedirectableError(ProtocolError):
+    """An error for the client, sent to its (validated) redirect_uri."""
+
+    def __init__(self, redirect_uri: str, error: str, description: str, state: str | None) -> None:
+        super().__init__(error, description)
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+
+class UpstreamRefused(ProtocolError):
+    """The identity provider refused the request (an RFC 6749 error for the client)."""

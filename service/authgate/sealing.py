@@ -26,7 +26,7 @@ from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
 
 from authgate import bounded_json
-from authgate.errors import AuthgateError
+from authgate.errors import SealError, SealingKeyError
 
 log = logging.getLogger("authgate")
 _SALT = b"authgate-sealing-v1"
@@ -34,14 +34,6 @@ MIN_KEY_BYTES = 32
 MAX_SEALED_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 1024  # {"alg":"dir","enc":"A256GCM","kid":...}
 MAX_KEY_FILE_BYTES = 1024 * 1024
-
-
-class SealingKeyError(AuthgateError):
-    """The --sealing-keys file is unusable."""
-
-
-class SealError(AuthgateError):
-    """A sealed value does not open: tampered, expired, or sealed for something else."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from authgate.errors import TargetError
+
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 # RFC 3986 reg-name (ASCII; IDNs arrive as punycode) or an IPv4 literal; IPv6 in brackets.
@@ -32,10 +34,6 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _FORBIDDEN_ENCODED = {0x2F: "encoded slash or backslash", 0x5C: "encoded slash or backslash", 0x25: "encoded %"}
 # Characters a request path may hold raw (RFC 3986 pchar + "/", less ";"); anything else is refused.
 _NOT_PATH_CHAR = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,=:@/%]")
-
-
-class TargetError(ValueError):
-    """The request target cannot be normalized; the caller answers 400."""
 
 
 def normalize_host(host: str, scheme: str | None = "https") -> str:

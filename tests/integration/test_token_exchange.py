@@ -181,8 +181,9 @@ def test_an_unreachable_exchange_endpoint_fails_closed(
 
 
 def test_the_python_api_for_mcp_servers(idp: OidcProvider, pki: TestCA, caller_token) -> None:
+    from authgate.errors import ExchangeFailed
     from authgate.outbound.egress import EgressPolicy
-    from authgate.outbound.exchange import ExchangeFailed, exchange_token
+    from authgate.outbound.exchange import exchange_token
 
     policy = EgressPolicy(allow=("127.0.0.1",), ca_bundle=str(pki.ca_path))
     result = asyncio.run(

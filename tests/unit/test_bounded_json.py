@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from authgate import bounded_json
-from authgate.bounded_json import JSONInputError
+from authgate.errors import JSONInputError
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 import pytest
 
-from authgate.server.dialects.headers import MAX_HEADER_VALUE, BadRequest, collect, method, request_id
+from authgate.errors import BadRequest
+from authgate.server.dialects.headers import MAX_HEADER_VALUE, collect, method, request_id
 
 WANTED_BYTES = frozenset({b"authorization", b"mcp-name", b"x-original-url"})
 WANTED_TEXT = frozenset({"authorization", "mcp-name", "x-original-url"})

@@ -6,7 +6,8 @@ import secrets
 
 import pytest
 
-from authgate.sealing import SealError, SealingKeyError, SealingKeyFile, SealingKeys
+from authgate.errors import SealError, SealingKeyError
+from authgate.sealing import SealingKeyFile, SealingKeys
 
 
 def key(kid: str, size: int = 32) -> dict:

@@ -4,14 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authgate.urls import (
-    TargetError,
-    normalize_host,
-    normalize_path,
-    parse_url,
-    prefix_covers,
-    split_absolute_url,
-)
+from authgate.errors import TargetError
+from authgate.urls import normalize_host, normalize_path, parse_url, prefix_covers, split_absolute_url
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from authgate.check.request import CheckRequest
 from authgate.check.roles import roles_for
 from authgate.check.tokens.jws import parse_compact
 from authgate.check.tokens.validator import TokenValidator, token_scopes
-from authgate.errors import TokenError
+from authgate.errors import TargetError, TokenError
 from authgate.policy.snapshot import Snapshot
-from authgate.urls import TargetError, split_absolute_url
+from authgate.urls import split_absolute_url
 
 
 def _describe_claims(token: str) -> list[str]:

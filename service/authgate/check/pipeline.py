@@ -15,8 +15,8 @@ from authgate.check.identity_headers import identity_headers
 from authgate.check.request import CheckRequest
 from authgate.check.roles import roles_for
 from authgate.check.tokens.validator import TokenValidator
-from authgate.errors import KeysUnavailable, TokenError
-from authgate.outbound.exchange import ExchangeFailed, TokenExchanger
+from authgate.errors import ExchangeFailed, KeysUnavailable, TokenError
+from authgate.outbound.exchange import TokenExchanger
 from authgate.policy.snapshot import CompiledPolicy, Snapshot
 
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from authgate.errors import RedirectableError, ShowError
 from authgate.facade.redirects import redirect_matches
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.1
@@ -27,18 +28,6 @@ def s256(verifier: str) -> str:
 def pkce_matches(verifier: str | None, challenge: str) -> bool:
     """RFC 7636 §4.6 with S256 only (OAuth 2.1 never allows `plain` here)."""
     return verifier is not None and bool(_VERIFIER.match(verifier)) and s256(verifier) == challenge
-
-
-class ShowError(ValueError):
-    """An error for the user's browser: the client or redirect_uri cannot be trusted."""
-
-
-class RedirectableError(ValueError):
-    """An error for the client, sent to its (validated) redirect_uri."""
-
-    def __init__(self, redirect_uri: str, error: str, description: str, state: str | None) -> None:
-        super().__init__(description)
-        self.redirect_uri, self.error, self.description, self.state = redirect_uri, error, description, state
 
 
 @dataclass(frozen=True)

@@ -18,29 +18,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from authgate.errors import EgressError
-from authgate.facade.registration import RegistrationError, registered_client, secret_matches, validate_metadata
+from authgate.errors import ClientError, EgressError, RegistrationError, SealError, TargetError, UnknownClient
+from authgate.facade.registration import registered_client, secret_matches, validate_metadata
 from authgate.outbound.egress import EgressClient
 from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
-from authgate.sealing import SealError, SealingKeys
-from authgate.urls import TargetError, parse_url
+from authgate.sealing import SealingKeys
+from authgate.urls import parse_url
 
 log = logging.getLogger("authgate.facade")
 
 MAX_DOCUMENT_BYTES = 5 * 1024  # MCP: a client metadata document is small
 DOCUMENT_TTL = (60.0, 300.0, 3600.0)  # min, default, max seconds a fetched document is reused
 MAX_DOCUMENTS = 1000
-
-
-class ClientError(ValueError):
-    """The client is unknown or failed to authenticate (RFC 6749 §5.2 invalid_client)."""
-
-
-class UnknownClient(ClientError):
-    """No such client: not one this facade registered (or it expired)."""
-
-    def __init__(self) -> None:
-        super().__init__("unknown client")
 
 
 @dataclass(frozen=True)

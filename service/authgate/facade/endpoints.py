@@ -36,31 +36,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from authgate import bounded_json
-from authgate.errors import KeysUnavailable, TokenError
-from authgate.facade.authorize import (
-    AuthorizationRequest,
-    RedirectableError,
-    ShowError,
-    check_authorization_request,
-    pkce_matches,
-    s256,
-    with_params,
-)
-from authgate.facade.clients import (
-    Client,
-    ClientDirectory,
-    ClientDocuments,
+from authgate.errors import (
     ClientError,
+    KeysUnavailable,
+    OAuthError,
+    RedirectableError,
+    RegistrationError,
+    SealError,
+    ShowError,
+    TargetError,
+    TokenError,
     UnknownClient,
-    allowed_scopes,
+    UpstreamRefused,
+    UpstreamUnavailable,
 )
+from authgate.facade.authorize import AuthorizationRequest, check_authorization_request, pkce_matches, s256, with_params
+from authgate.facade.clients import Client, ClientDirectory, ClientDocuments, allowed_scopes
 from authgate.facade.consent import consent_page, error_page
 from authgate.facade.guards import RATE_LIMITS, RateLimiter, UsedOnce
-from authgate.facade.registration import RegistrationError, register
-from authgate.facade.upstream import Upstream, UpstreamRefused, UpstreamUnavailable
+from authgate.facade.registration import register
+from authgate.facade.upstream import Upstream
 from authgate.policy.snapshot import CompiledFacade, CompiledPolicy
-from authgate.sealing import SealError, SealingKeys
-from authgate.urls import TargetError, normalize_host, parse_url
+from authgate.sealing import SealingKeys
+from authgate.urls import normalize_host, parse_url
 
 if TYPE_CHECKING:
     from authgate.server.service import AuthService
@@ -95,14 +93,6 @@ _AUTHORIZE_ERRORS = frozenset(
     }
 )
 _INTROSPECTION_FIELDS = ("active", "scope", "exp", "iat", "nbf", "sub", "aud", "iss", "token_type", "username")
-
-
-class OAuthError(Exception):
-    """An RFC 6749 §5.2-style JSON error."""
-
-    def __init__(self, status: int, error: str, description: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description, self.headers = status, error, description, headers or {}
 
 
 @dataclass(frozen=True)

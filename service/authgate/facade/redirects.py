@@ -8,14 +8,11 @@
 
 from __future__ import annotations
 
-from authgate.urls import URL, TargetError, parse_url
+from authgate.errors import RedirectError, TargetError
+from authgate.urls import URL, parse_url
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
 MAX_URI_LENGTH = 2000
-
-
-class RedirectError(ValueError):
-    """Why a redirect URI is refused; the text goes to the client as error_description."""
 
 
 def _parsed(uri: str) -> URL:

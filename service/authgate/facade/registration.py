@@ -14,22 +14,14 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from authgate.facade.redirects import RedirectError, check_redirect_uri, is_loopback
+from authgate.errors import RedirectError, RegistrationError
+from authgate.facade.redirects import check_redirect_uri, is_loopback
 from authgate.sealing import SealingKeys
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("authorization_code", "refresh_token")
 REGISTRATION_TTL = 90 * 24 * 3600  # a registration stays usable this long (re-register after)
 _TEXT_FIELDS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id", "software_version")
-
-
-class RegistrationError(ValueError):
-    """RFC 7591 §3.2.2: `error` is invalid_redirect_uri or invalid_client_metadata."""
-
-    def __init__(self, error: str, description: str) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from authgate.errors import EgressError
+from authgate.errors import EgressError, UpstreamRefused, UpstreamUnavailable
 from authgate.outbound.discovery import discovery_urls
 from authgate.outbound.egress import EgressClient
 from authgate.outbound.oauth_client import authenticated_form
@@ -27,22 +27,6 @@ MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
 
 # RFC 6749 §5.2 codes a client may act on; anything else the upstream says becomes invalid_grant.
 _RELAYED_TOKEN_ERRORS = frozenset({"invalid_grant", "invalid_scope", "invalid_target"})
-
-
-class UpstreamUnavailable(Exception):
-    """The identity provider cannot be reached or answered nonsense (503 to the client)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class UpstreamRefused(Exception):
-    """The identity provider refused the request (an RFC 6749 error for the client)."""
-
-    def __init__(self, error: str, description: str) -> None:
-        super().__init__(description)
-        self.error, self.description = error, description
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from authgate.errors import (
     EgressRedirect,
     EgressTimeout,
     EgressTooLarge,
+    TargetError,
 )
-from authgate.urls import TargetError, parse_url
+from authgate.urls import parse_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from authgate.caches import BoundedCache, SingleFlight
-from authgate.errors import AuthgateError, DiscoveryFailed, EgressError
+from authgate.errors import DiscoveryFailed, EgressError, ExchangeFailed
 from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient, EgressPolicy
 from authgate.outbound.oauth_client import authenticated_form, is_b64token
@@ -44,16 +44,6 @@ class ExchangedToken:
     issued_token_type: str
     expires_at: float
     scope: str | None = None
-
-
-class ExchangeFailed(AuthgateError):
-    """`status` is what the check answers: 401 (subject token refused) or 503."""
-
-    def __init__(self, status: int, reason: str, upstream_error: str | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.upstream_error = upstream_error
 
 
 def _parse_response(status: int, body: dict) -> tuple[str, str, int | None, str | None]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from authgate.errors import PolicyIssue
+from authgate.errors import PolicyIssue, TargetError
 from authgate.policy.loader import PolicySource, Secrets
 from authgate.policy.model import PolicySpec, Rule
-from authgate.urls import TargetError, normalize_host, normalize_path, parse_url, prefix_covers
+from authgate.urls import normalize_host, normalize_path, parse_url, prefix_covers
 
 _TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token (methods, header names)
 # Header names an identity header may never take: they would let authgate rewrite framing,

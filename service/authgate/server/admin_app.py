@@ -14,10 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authgate import bounded_json
-from authgate.errors import PolicyError
+from authgate.errors import PolicyError, StaleSnapshot
 from authgate.policy import compile_document
 from authgate.server.admin_auth import AdminAuth
-from authgate.server.service import AuthService, StaleSnapshot
+from authgate.server.service import AuthService
 
 log = logging.getLogger("authgate.admin")
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024

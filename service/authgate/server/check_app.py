@@ -13,8 +13,9 @@ import logging
 from authgate import metrics
 from authgate.check.decision import Decision, bad_request, internal_error
 from authgate.check.request import CheckRequest
+from authgate.errors import BadRequest
 from authgate.server.dialects import envoy_http, nginx, traefik
-from authgate.server.dialects.headers import COMMON, BadRequest, collect, mcp_value, request_id
+from authgate.server.dialects.headers import COMMON, collect, mcp_value, request_id
 from authgate.server.dialects.render import render
 from authgate.server.service import AuthService
 

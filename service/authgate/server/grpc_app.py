@@ -18,8 +18,8 @@ from grpc_health.v1._async import HealthServicer
 from authgate import metrics
 from authgate.check.decision import bad_request, internal_error
 from authgate.check.request import CheckRequest
+from authgate.errors import BadRequest
 from authgate.server.dialects.envoy_grpc import MAX_CHECK_MESSAGE, SERVICE_NAME, check_response, parse
-from authgate.server.dialects.headers import BadRequest
 from authgate.server.service import AuthService
 
 log = logging.getLogger("authgate.grpc")

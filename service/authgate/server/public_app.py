@@ -14,10 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authgate import metrics
+from authgate.errors import TargetError
 from authgate.facade.endpoints import Facade
 from authgate.server.protected_resource import WELL_KNOWN, find_policy, protected_resource_metadata
 from authgate.server.service import AuthService
-from authgate.urls import TargetError, normalize_host, normalize_path
+from authgate.urls import normalize_host, normalize_path
 
 log = logging.getLogger("authgate.facade")
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, OPTIONS"}

@@ -17,7 +17,7 @@ from authgate.check.request import CheckRequest
 from authgate.check.tokens.jwks import JwksSettings, KeyStore
 from authgate.check.tokens.validator import TokenValidator
 from authgate.check.tokens.verified_cache import VerifiedTokenCache
-from authgate.errors import PolicyError, PolicyIssue
+from authgate.errors import PolicyIssue, StaleSnapshot
 from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient, EgressPolicy
 from authgate.outbound.exchange import TokenExchanger
@@ -40,10 +40,6 @@ class ServiceSettings:
     @property
     def validation(self) -> ValidationSettings:
         return ValidationSettings(insecure_http=self.egress.insecure_http)
-
-
-class StaleSnapshot(PolicyError):
-    """A snapshot older than (or conflicting with) the one being enforced."""
 
 
 class AuthService:

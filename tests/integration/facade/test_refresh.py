@@ -26,8 +26,9 @@ from tests.support.facade import (
     sealing_keys_file,
 )
 
+from authgate.errors import SealError
 from authgate.facade.endpoints import REFRESH_TTL
-from authgate.sealing import SealError, SealingKeys
+from authgate.sealing import SealingKeys
 
 GRANTS = ["authorization_code", "refresh_token"]
 

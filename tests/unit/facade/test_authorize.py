@@ -5,16 +5,10 @@ import secrets
 
 import pytest
 
-from authgate.facade.authorize import (
-    RedirectableError,
-    ShowError,
-    check_authorization_request,
-    pkce_matches,
-    s256,
-    with_params,
-)
+from authgate.errors import RedirectableError, SealError, ShowError
+from authgate.facade.authorize import check_authorization_request, pkce_matches, s256, with_params
 from authgate.facade.registration import register, registered_client
-from authgate.sealing import SealError, SealingKeys
+from authgate.sealing import SealingKeys
 
 ISSUER, POLICY, RESOURCE = "https://mcp.example.com", "uid-1", "https://mcp.example.com/mcp"
 SCOPES = frozenset({"mcp:read", "mcp:write"})

@@ -4,7 +4,8 @@ import base64
 
 import pytest
 
-from authgate.facade.clients import ClientError, _basic_credentials, document_metadata, is_document_url
+from authgate.errors import ClientError
+from authgate.facade.clients import _basic_credentials, document_metadata, is_document_url
 
 URL = "https://app.example.com/oauth/client.json"
 SCOPES = frozenset({"mcp:read", "offline_access"})

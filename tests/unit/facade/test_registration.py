@@ -5,9 +5,10 @@ import secrets
 
 import pytest
 
-from authgate.facade.redirects import RedirectError, check_redirect_uri, redirect_matches
-from authgate.facade.registration import RegistrationError, register, registered_client, secret_matches
-from authgate.sealing import SealError, SealingKeys
+from authgate.errors import RedirectError, RegistrationError, SealError
+from authgate.facade.redirects import check_redirect_uri, redirect_matches
+from authgate.facade.registration import register, registered_client, secret_matches
+from authgate.sealing import SealingKeys
 
 ISSUER, POLICY = "https://mcp.example.com", "uid-1"
 SCOPES = frozenset({"mcp:read", "mcp:write"})

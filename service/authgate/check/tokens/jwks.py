@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from authgate import metrics
 from authgate.caches import SingleFlight
 from authgate.check.tokens.jws import VerificationKey, verification_key
-from authgate.errors import AuthgateError, DiscoveryFailed, EgressError, KeysUnavailable, TokenError
+from authgate.errors import DiscoveryFailed, EgressError, KeysFetchError, KeysUnavailable, TokenError
 from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient
 
@@ -45,10 +45,6 @@ class KeyIndex:
     by_kid: dict[str, tuple[VerificationKey, ...]]
     keys: tuple[VerificationKey, ...]
     fetched_at: float  # monotonic
-
-
-class KeysFetchError(AuthgateError):
-    """One fetch of a key set failed (the set stays usable until its stale limit)."""
 
 
 class IssuerKeys:

@@ -22,9 +22,10 @@ from google.rpc import code_pb2, status_pb2
 
 from authgate.check.decision import Decision
 from authgate.check.request import CheckRequest
-from authgate.server.dialects.headers import COMMON, BadRequest, collect, mcp_value, method, request_id
+from authgate.errors import BadRequest, TargetError
+from authgate.server.dialects.headers import COMMON, collect, mcp_value, method, request_id
 from authgate.server.dialects.render import render
-from authgate.urls import TargetError, normalize_host, normalize_path
+from authgate.urls import normalize_host, normalize_path
 
 SERVICE_NAME = "envoy.service.auth.v3.Authorization"
 _POLICY_REF = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # fullmatch

@@ -4,8 +4,9 @@ the original one: its method, its Host, and the original path after the prefix."
 from __future__ import annotations
 
 from authgate.check.request import CheckRequest
-from authgate.server.dialects.headers import BadRequest, method
-from authgate.urls import TargetError, normalize_host, normalize_path
+from authgate.errors import BadRequest, TargetError
+from authgate.server.dialects.headers import method
+from authgate.urls import normalize_host, normalize_path
 
 PREFIX = b"/ext-authz/envoy"
 WANTED = frozenset({b"host", b"x-forwarded-proto"})

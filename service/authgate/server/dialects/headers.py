@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Iterable
 from typing import TypeVar
 
-from authgate.errors import AuthgateError
+from authgate.errors import BadRequest
 
 MAX_HEADER_VALUE = 16 * 1024  # one header authgate reads
 MAX_HEADERS_TOTAL = 64 * 1024  # the values of every header of one check, read or not (Envoy's limit: 60 KiB)
@@ -48,10 +48,6 @@ TOKEN_VALUED: frozenset[str | bytes] = frozenset(_TOKEN_VALUED_NAMES) | {name.en
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 Name = TypeVar("Name", str, bytes)
-
-
-class BadRequest(AuthgateError):
-    """The check request itself is malformed; answered with 400."""
 
 
 def _text(name: str | bytes) -> str:

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from authgate.check.request import CheckRequest
-from authgate.server.dialects.headers import BadRequest, method
-from authgate.urls import TargetError, split_absolute_url
+from authgate.errors import BadRequest, TargetError
+from authgate.server.dialects.headers import method
+from authgate.urls import split_absolute_url
 
 WANTED = frozenset({b"x-original-url", b"x-original-method"})
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from authgate.check.request import CheckRequest
-from authgate.server.dialects.headers import BadRequest, method
-from authgate.urls import TargetError, normalize_host, normalize_path
+from authgate.errors import BadRequest, TargetError
+from authgate.server.dialects.headers import method
+from authgate.urls import normalize_host, normalize_path
 
 WANTED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-uri", b"x-forwarded-method"})
 
