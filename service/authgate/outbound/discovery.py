@@ -76,7 +76,7 @@ class Discovery:
             try:
                 document, _ = await self._egress.get_json(url, max_bytes=MAX_DOCUMENT_BYTES)
             except EgressError as error:
-                problem = f"{url}: {error.reason}"
+                problem = str(error)  # the URL and what went wrong (e.g. CERTIFICATE_VERIFY_FAILED)
                 continue
             if document.get("issuer") != issuer:
                 problem = f"the metadata at {url} names another issuer"
