@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
-import io
 import json
 import logging
 import os
 import re
-import secrets
 import sys
-import zlib
 from pathlib import Path
 
-from authgate import bounded_json
 from authgate.check.tokens.jwks import JwksSettings
 from authgate.errors import PolicyError, SealingKeyError
 from authgate.outbound.egress import EgressPolicy
 from authgate.policy import (
     ValidationSettings,
-    compile_document,
     compile_files,
     compile_loaded,
     load_files,
 )
-from authgate.sealing import SealingKeyFile, SealingKeys
 from authgate.server import logs
+from authgate.server.config import AdminAccess, Ports, ServiceConfig
 from authgate.server.service import AuthService, ServiceSettings
 
 log = logging.getLogger("authgate")
@@ -114,71 +108,24 @@ def _print_issues(error: PolicyError) -> None:
         print(f"error: {issue}", file=sys.stderr)
 
 
-def read_snapshot_file(path: str) -> object:
-    """A snapshot document from a file (the mounted Secret: JSON, maybe gzipped), bounded like a push."""
-    from authgate.server.admin_app import MAX_SNAPSHOT_BYTES
-
-    with open(path, "rb") as file:
-        raw = file.read(MAX_SNAPSHOT_BYTES + 1)
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
-                raw = unzipped.read(MAX_SNAPSHOT_BYTES + 1)
-        except (OSError, EOFError, zlib.error):
-            raise ValueError(f"{path}: not valid gzip") from None
-    return bounded_json.read(raw, MAX_SNAPSHOT_BYTES)
-
-
-# -- serve ---------------------------------------------------------------------
-async def _serve(args: argparse.Namespace, extra_listeners=()) -> None:
-    from authgate.server.admin_app import create_admin_app
-    from authgate.server.admin_auth import AdminAuth, BearerSecret, KubeAPI, TokenReviewer
-    from authgate.server.check_app import CheckApp
-    from authgate.server.grpc_app import GrpcServer
-    from authgate.server.listeners import Listener, serve
-    from authgate.server.metrics_app import create_metrics_app
-    from authgate.server.public_app import create_public_app
-
-    service = AuthService(_settings(args))
-    if args.sealing_keys:
-        # Mounted from a Secret the operator creates: a fresh install may start before it
-        # exists, so the file is followed. Policies with a facade need it; nothing else does.
-        if os.path.exists(args.sealing_keys):  # noqa: ASYNC240 - startup, once
-            SealingKeys.load(args.sealing_keys)  # a file that exists must be usable: fail at start
-        else:
-            log.warning("sealing keys not found yet; facade policies wait for them", extra={"path": args.sealing_keys})
-        service.sealing = SealingKeyFile(args.sealing_keys)
-        service.sealing_keys  # noqa: B018 - load now, and log it
-    if args.policy:
-        service.load(compile_files(args.policy, service.settings.validation))
-    elif args.bootstrap_snapshot and os.path.exists(args.bootstrap_snapshot):  # noqa: ASYNC240 - startup, once
-        try:
-            service.load(compile_document(read_snapshot_file(args.bootstrap_snapshot), service.settings.validation))
-        except (PolicyError, ValueError, OSError) as error:
-            log.error("bootstrap snapshot unusable; waiting for a push", extra={"error": str(error)[:500]})
-    reviewer = None
-    if args.admin_audience:
-        api = KubeAPI.in_cluster(args.kube_api_server, args.kube_token_file, args.kube_ca_file)
-        reviewer = TokenReviewer(api, args.admin_audience, args.admin_subject)
-    admin_auth = AdminAuth(BearerSecret(args.admin_token_file) if args.admin_token_file else None, reviewer)
-    listeners = [
-        Listener("public", create_public_app(service), args.address, args.port),
-        Listener("check", CheckApp(service), args.address, args.check_port),
-        Listener("admin", create_admin_app(service, admin_auth), args.address, args.admin_port),
-        Listener("metrics", create_metrics_app(), args.address, args.metrics_port),
-        *extra_listeners,
-    ]
-    grpc_server = GrpcServer(service, args.address, args.grpc_port)
-
-    async def start() -> None:
-        await service.start()
-        await grpc_server.start()
-
-    async def stop() -> None:
-        await grpc_server.stop()
-        await service.stop()
-
-    await serve(listeners, on_start=start, on_stop=stop)
+def service_config(args: argparse.Namespace) -> ServiceConfig:
+    """`serve` and `demo` flags as the process's frozen configuration."""
+    return ServiceConfig(
+        address=args.address,
+        ports=Ports(args.port, args.check_port, args.grpc_port, args.admin_port, args.metrics_port),
+        settings=_settings(args),
+        policy_files=tuple(args.policy or ()),
+        bootstrap_snapshot=getattr(args, "bootstrap_snapshot", None),
+        sealing_keys=getattr(args, "sealing_keys", None),
+        admin=AdminAccess(
+            token_file=getattr(args, "admin_token_file", None),
+            audience=getattr(args, "admin_audience", None),
+            subject=getattr(args, "admin_subject", None),
+            kube_api_server=getattr(args, "kube_api_server", None),
+            kube_token_file=getattr(args, "kube_token_file", None),
+            kube_ca_file=getattr(args, "kube_ca_file", None),
+        ),
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -191,8 +138,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("error: --admin-subject must be system:serviceaccount:NAMESPACE:NAME", file=sys.stderr)
         return 2
 
+    from authgate.server.main import run_service
+
     try:
-        run(_serve(args))
+        run(run_service(service_config(args)))
     except PolicyError as error:
         _print_issues(error)
         return 1
@@ -206,25 +155,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from authgate.server import demo
     from authgate.server.listeners import Listener, run
+    from authgate.server.main import run_service
 
     key, issuer = demo.load_or_create_issuer(f"http://127.0.0.1:{args.issuer_port}")
-    policy_file = demo.state_dir() / "demo-policy.yaml"
-    policy_file.write_text(demo.demo_policy(issuer))
-    token_file = demo.state_dir() / "admin-token"
-    if not token_file.exists():
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_urlsafe(32))
-    args.policy = [str(policy_file)]
-    args.admin_token_file = str(token_file)
-    args.insecure_http = True
-    args.egress_allow = [*args.egress_allow, "127.0.0.1"]
-    args.bootstrap_snapshot = None
-    args.admin_audience = args.admin_subject = args.sealing_keys = None
+    args.policy = None
+    config = demo.preset(service_config(args), issuer)
     print(demo.curl_lines(args.check_port, args.port), flush=True)
     issuer_listener = Listener("demo-issuer", demo.issuer_app(key, issuer), "127.0.0.1", args.issuer_port)
     try:
-        run(_serve(args, [issuer_listener]))
+        run(run_service(config, [issuer_listener]))
     except PolicyError as error:
         _print_issues(error)
         return 1

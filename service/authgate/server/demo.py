@@ -11,12 +11,15 @@ import os
 import secrets
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from jwcrypto import jwk, jwt
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from authgate.server.config import AdminAccess, ServiceConfig
 
 DEMO_RESOURCE = "https://mcp.example.com/mcp"
 DEMO_HOST = "mcp.example.com"
@@ -28,6 +31,27 @@ def state_dir() -> Path:
 
 def _key_file() -> Path:
     return state_dir() / "demo-issuer.json"
+
+
+def preset(config: ServiceConfig, issuer: str) -> ServiceConfig:
+    """`authgate demo`: `config` (its ports and flags) with the demo policy, an admin token
+    of its own, and plain http allowed to the demo issuer on 127.0.0.1 only."""
+    policy_file = state_dir() / "demo-policy.yaml"
+    policy_file.write_text(demo_policy(issuer))
+    token_file = state_dir() / "admin-token"
+    if not token_file.exists():
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+    egress = replace(config.settings.egress, insecure_http=True, allow=(*config.settings.egress.allow, "127.0.0.1"))
+    return replace(
+        config,
+        settings=replace(config.settings, egress=egress),
+        policy_files=(str(policy_file),),
+        bootstrap_snapshot=None,
+        sealing_keys=None,
+        admin=AdminAccess(token_file=str(token_file)),
+    )
 
 
 def load_or_create_issuer(issuer_url: str | None = None) -> tuple[jwk.JWK, str]:
