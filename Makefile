@@ -6,12 +6,13 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds bench-operator clean
+.PHONY: help venv run test check lint format bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds bench-operator clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
 	@echo "make test    - every test (unit, integration with real oidc-provider, nginx, Envoy)"
-	@echo "make lint    - ruff check and format check"
+	@echo "make check   - lint (ruff, import contracts, hadolint) and the unit tests; no tools needed"
+	@echo "make lint    - ruff check and format check, import contracts, hadolint"
 	@echo "make cluster-up   - a local etcd + kube-apiserver (kubeconfig: .local/kubeconfig) to try the operator"
 	@echo "make cluster-down - stop it"
 	@echo "make bench   - benchmarks (wrk against the check port, token validation micro-benchmarks)"
@@ -56,7 +57,12 @@ test: tools
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+
+# The fast loop: lint (with the import contracts) and the unit tests; installs no tools.
+check: lint
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 format: venv
 	$(BIN)/ruff check --fix .
