@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from authgate.check.tokens.jwks import JwksSettings
@@ -226,6 +227,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return run(args)
 
 
+Commands = Callable[..., argparse.ArgumentParser]  # add_parser(name, help=...) with the common flags
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authgate", description="OAuth 2.1 authorization for HTTP APIs and MCP servers"
@@ -240,21 +244,34 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     subparsers = parser.add_subparsers(dest="command", required=True)
 
-    class _Commands:
-        @staticmethod
-        def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
-            return subparsers.add_parser(name, parents=[common], **kwargs)
+    def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, parents=[common], **kwargs)
 
-    commands = _Commands()
+    for add_command in (
+        _serve_parser,
+        _demo_parser,
+        _token_parser,
+        _validate_parser,
+        _explain_parser,
+        _operator_parser,
+    ):
+        add_command(add_parser)
+    return parser
 
-    serve = commands.add_parser("serve", help="run the auth service")
+
+def _add_ports(parser: argparse.ArgumentParser, address: str) -> None:
+    parser.add_argument("--address", default=address, help="address every port binds to")
+    parser.add_argument("--port", type=int, default=8080, help="public port (discovery documents)")
+    parser.add_argument("--check-port", type=int, default=8082, help="ext-authz port (gateways only)")
+    parser.add_argument("--grpc-port", type=int, default=9001, help="Envoy ext_authz gRPC port (gateways only)")
+    parser.add_argument("--admin-port", type=int, default=8081)
+    parser.add_argument("--metrics-port", type=int, default=9090)
+
+
+def _serve_parser(add_parser: Commands) -> None:
+    serve = add_parser("serve", help="run the auth service")
     serve.add_argument("--policy", action="append", metavar="PATH", help="policy file (file mode); repeatable")
-    serve.add_argument("--address", default="0.0.0.0", help="address every port binds to")
-    serve.add_argument("--port", type=int, default=8080, help="public port (discovery documents)")
-    serve.add_argument("--check-port", type=int, default=8082, help="ext-authz port (gateways only)")
-    serve.add_argument("--grpc-port", type=int, default=9001, help="Envoy ext_authz gRPC port (gateways only)")
-    serve.add_argument("--admin-port", type=int, default=8081)
-    serve.add_argument("--metrics-port", type=int, default=9090)
+    _add_ports(serve, "0.0.0.0")
     serve.add_argument("--admin-token-file", metavar="F", help="bearer secret that authenticates the admin API")
     serve.add_argument(
         "--admin-audience",
@@ -278,18 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
-    demo = commands.add_parser("demo", help="the service plus a local demo issuer, with curl lines to try")
-    demo.add_argument("--address", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--check-port", type=int, default=8082)
-    demo.add_argument("--grpc-port", type=int, default=9001)
-    demo.add_argument("--admin-port", type=int, default=8081)
-    demo.add_argument("--metrics-port", type=int, default=9090)
+
+def _demo_parser(add_parser: Commands) -> None:
+    demo = add_parser("demo", help="the service plus a local demo issuer, with curl lines to try")
+    _add_ports(demo, "127.0.0.1")
     demo.add_argument("--issuer-port", type=int, default=9400)
     _add_service_flags(demo)
     demo.set_defaults(func=cmd_demo)
 
-    token = commands.add_parser("token", help="sign an access token with the demo issuer's key")
+
+def _token_parser(add_parser: Commands) -> None:
+    token = add_parser("token", help="sign an access token with the demo issuer's key")
     token.add_argument("--sub", required=True)
     token.add_argument("--scope", default="")
     token.add_argument("--audience", default="https://mcp.example.com/mcp")
@@ -297,12 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--claims", help="extra claims as a JSON object")
     token.set_defaults(func=cmd_token)
 
-    validate = commands.add_parser("validate", help="validate policy files offline")
+
+def _validate_parser(add_parser: Commands) -> None:
+    validate = add_parser("validate", help="validate policy files offline")
     validate.add_argument("paths", nargs="+")
     validate.add_argument("--insecure-http", action="store_true")
     validate.set_defaults(func=cmd_validate)
 
-    explain = commands.add_parser("explain", help="show why a request would be allowed or denied")
+
+def _explain_parser(add_parser: Commands) -> None:
+    explain = add_parser("explain", help="show why a request would be allowed or denied")
     explain.add_argument("--policy", action="append", required=True, metavar="PATH")
     explain.add_argument("--url", required=True)
     explain.add_argument("--method", default="GET")
@@ -316,16 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--token-file", metavar="F", help="read the token from F (default: standard input)")
     _add_service_flags(explain)
     explain.set_defaults(func=cmd_explain)
+
+
+def _operator_parser(add_parser: Commands) -> None:
     try:
         from authgate_operator.main import add_arguments
     except ImportError:  # installed without the `operator` extra: say how to get it, whatever the arguments
-        operator = commands.add_parser("operator", help="run the Kubernetes operator", add_help=False)
+        operator = add_parser("operator", help="run the Kubernetes operator", add_help=False)
         operator.set_defaults(func=_operator_missing, takes_any_arguments=True)
     else:
-        operator = commands.add_parser("operator", help="run the Kubernetes operator")
+        operator = add_parser("operator", help="run the Kubernetes operator")
         add_arguments(operator)
         operator.set_defaults(func=cmd_operator)
-    return parser
 
 
 def _operator_missing(args: argparse.Namespace) -> int:
