@@ -25,7 +25,7 @@ from authgate.caches import BoundedCache, SingleFlight
 from authgate.errors import DiscoveryFailed, EgressError, ExchangeFailed
 from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient, EgressPolicy
-from authgate.outbound.oauth_client import authenticated_form, is_b64token
+from authgate.outbound.oauth_client import is_b64token, post_form
 from authgate.policy.snapshot import CompiledExchange
 
 log = logging.getLogger("authgate.exchange")
@@ -167,15 +167,9 @@ class TokenExchanger:
             form["resource"] = config.resource
         if config.scopes:
             form["scope"] = " ".join(config.scopes)
-        form, auth = authenticated_form(form, config.client_id, config.client_secret)
         try:
-            response = await client.request(
-                "POST",
-                endpoint,
-                data=form,
-                auth=auth,
-                headers={"Accept": "application/json"},
-                max_bytes=MAX_RESPONSE_BYTES,
+            response = await post_form(
+                client, endpoint, form, config.client_id, config.client_secret, MAX_RESPONSE_BYTES
             )
         except EgressError as error:
             log.warning("token exchange failed", extra={"endpoint": endpoint, "reason": error.reason})

@@ -11,7 +11,7 @@ import logging
 
 from authgate.errors import EgressError, KeysUnavailable
 from authgate.outbound.egress import EgressClient
-from authgate.outbound.oauth_client import client_secret_basic
+from authgate.outbound.oauth_client import post_form
 from authgate.policy.snapshot import CompiledIssuer
 
 log = logging.getLogger("authgate.introspection")
@@ -25,13 +25,9 @@ async def introspect(egress: EgressClient, entry: CompiledIssuer, token: str) ->
     client = entry.introspection
     assert client is not None
     try:
-        response = await egress.request(
-            "POST",
-            client.endpoint,
-            data={"token": token, "token_type_hint": "access_token"},
-            auth=client_secret_basic(client.client_id, client.client_secret),
-            headers={"Accept": "application/json"},
-            max_bytes=MAX_RESPONSE_BYTES,
+        form = {"token": token, "token_type_hint": "access_token"}
+        response = await post_form(
+            egress, client.endpoint, form, client.client_id, client.client_secret, MAX_RESPONSE_BYTES
         )
         if response.status_code != 200:
             raise KeysUnavailable(entry.issuer, f"introspection answered {response.status_code}")
