@@ -117,6 +117,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
         settings=_settings(args),
         policy_files=tuple(args.policy or ()),
         bootstrap_snapshot=getattr(args, "bootstrap_snapshot", None),
+        drain_seconds=getattr(args, "drain_seconds", 0.0),
         sealing_keys=getattr(args, "sealing_keys", None),
         admin=AdminAccess(
             token_file=getattr(args, "admin_token_file", None),
@@ -292,6 +293,13 @@ def _serve_parser(add_parser: Commands) -> None:
         help="symmetric keys (JWKS, oct) that seal the facade's state; newest last",
     )
     serve.add_argument("--bootstrap-snapshot", metavar="PATH", help="snapshot to start from (the mounted Secret)")
+    serve.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="on SIGTERM, keep answering this long with /readyz false before stopping (a second signal stops)",
+    )
     _add_service_flags(serve)
     serve.set_defaults(func=cmd_serve)
 

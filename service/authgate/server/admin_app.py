@@ -34,6 +34,8 @@ def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        if service.draining:
+            return JSONResponse({"status": "draining"}, 503)
         if service.loaded:
             return JSONResponse({"status": "ready", "generation": service.snapshot.generation})
         return JSONResponse({"status": "waiting for a policy snapshot"}, 503)

@@ -40,3 +40,4 @@ class ServiceConfig:
     bootstrap_snapshot: str | None = None  # the mounted snapshot Secret
     sealing_keys: str | None = None  # the facade's keys (JWKS file), followed as it changes
     admin: AdminAccess = field(default_factory=AdminAccess)
+    drain_seconds: float = 0.0  # on SIGTERM: answer this long while not ready, then stop

@@ -87,6 +87,11 @@ class GrpcServer:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
+    async def drain(self) -> None:
+        """Tell Envoy's health checks to go elsewhere; calls are still answered."""
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace=5)

@@ -51,16 +51,32 @@ async def serve(
     listeners: list[Listener],
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    on_drain: Callable[[], Awaitable[None]] | None = None,
+    drain_seconds: float = 0.0,
 ) -> None:
+    """Serve until SIGTERM or SIGINT. With `drain_seconds`, the first signal only starts a
+    drain: `on_drain` (readiness turns false), every listener keeps serving, open keep-alive
+    connections included, and only then do they stop, finishing what is in flight
+    (Uvicorn's graceful shutdown). A second signal stops at once."""
     servers = [_Server(_config(listener)) for listener in listeners]
     loop = asyncio.get_running_loop()
+    draining: asyncio.Task[None] | None = None
 
     def stop() -> None:
         for server in servers:
             server.should_exit = True
 
+    def terminate() -> None:
+        nonlocal draining
+        if draining is not None or drain_seconds <= 0:
+            stop()
+            return
+        log.info("draining: not ready, still serving", extra={"seconds": drain_seconds})
+        draining = loop.create_task(on_drain() if on_drain is not None else asyncio.sleep(0))
+        loop.call_later(drain_seconds, stop)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, terminate)
     try:
         tasks = [asyncio.create_task(server.serve()) for server in servers]
         while not all(server.started for server in servers):

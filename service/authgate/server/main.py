@@ -97,4 +97,8 @@ async def run_service(config: ServiceConfig, extra_listeners: Sequence[Listener]
         await grpc_server.stop()
         await service.stop()
 
-    await serve(listeners, on_start=start, on_stop=stop)
+    async def drain() -> None:
+        service.draining = True
+        await grpc_server.drain()
+
+    await serve(listeners, on_start=start, on_stop=stop, on_drain=drain, drain_seconds=config.drain_seconds)

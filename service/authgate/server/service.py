@@ -54,6 +54,7 @@ class AuthService:
         self.exchanger = TokenExchanger(settings.egress, self.egress, self.discovery)
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.loaded = False
+        self.draining = False  # on SIGTERM: not ready any more, still answering (listeners.serve)
         self.loaded_at: float | None = None
         # The facade's stateless storage: fixed keys, or a file followed as it changes.
         self.sealing: SealingKeys | SealingKeyFile | None = None
