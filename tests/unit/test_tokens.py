@@ -213,7 +213,47 @@ async def test_unknown_kid_refetch_respects_the_cooldown():
             forged = [SigningKey.generate("ES256").sign(claims(server.issuer, AUDIENCE)) for _ in range(50)]
             results = await asyncio.gather(*(validate(service, t) for t in forged), return_exceptions=True)
             assert all(isinstance(r, TokenError) and "unknown signing key" in r.reason for r in results)
-            assert server.fetches == 0  # the initial fetch was under a minute ago
+            assert server.fetches == 1  # the first unknown kid refetches; the others joined it
+            more = [SigningKey.generate("ES256").sign(claims(server.issuer, AUDIENCE)) for _ in range(20)]
+            results = await asyncio.gather(*(validate(service, t) for t in more), return_exceptions=True)
+            assert all(isinstance(r, TokenError) for r in results)
+            assert server.fetches == 1  # within the cooldown of that kid-triggered refetch: none
+        finally:
+            await service.stop()
+
+
+async def test_a_key_published_after_the_last_fetch_is_found_at_once():
+    """Rotation: the cooldown counts from kid-triggered refetches only, so a token signed with
+    a key the IdP published after start-up is verified on its first use, not 401 for 30 s."""
+    key = SigningKey.generate("ES256")
+    with JwksServer([key]) as server:
+        service = await service_for(server.issuer, JwksSettings(tick=0.05, unknown_kid_cooldown=60))
+        try:
+            assert await validate(service, key.sign(claims(server.issuer, AUDIENCE)))  # start-up fetch done
+            rotated = SigningKey.generate("ES256")
+            server.keys.append(rotated)
+            assert await validate(service, rotated.sign(claims(server.issuer, AUDIENCE, subject="bob")))
+        finally:
+            await service.stop()
+
+
+async def test_a_cached_token_fails_closed_with_its_issuer():
+    """Once the issuer's keys are stale past the limit, a token verified (and cached) before
+    stops passing too: 503 like every other token of that issuer, not allowed until its TTL."""
+    key = SigningKey.generate("ES256")
+    with JwksServer([key]) as server:
+        settings = JwksSettings(tick=0.05, refresh_interval=0.2, stale_if_error=0.5, retry_interval=0.1)
+        service = await service_for(server.issuer, settings)
+        try:
+            token = key.sign(claims(server.issuer, AUDIENCE))
+            assert await validate(service, token)
+            server.mode = "down"
+            await asyncio.sleep(1.0)  # past refresh_interval + stale_if_error
+            with pytest.raises(KeysUnavailable):
+                await validate(service, token)
+            server.mode = "ok"
+            await asyncio.sleep(0.4)
+            assert await validate(service, token)
         finally:
             await service.stop()
 

@@ -70,6 +70,7 @@ class IssuerKeys:
         self.last_attempt: float | None = None
         self.last_failure: float | None = None
         self.fetches = 0
+        self.last_kid_refetch: float | None = None  # when an unknown kid last caused a fetch
         self._fetching: SingleFlight[None, None] = SingleFlight()
 
     # -- state -----------------------------------------------------------------
@@ -164,8 +165,13 @@ class IssuerKeys:
         else:
             candidates = index.by_kid.get(kid, ())
             if not candidates:
-                since = self._clock() - (self.last_attempt or 0.0)
+                # The cooldown throttles only refetches that unknown kids caused: a key the
+                # IdP published after any other fetch (start-up, background) is looked up at once.
+                now = self._clock()
+                since = now - self.last_kid_refetch if self.last_kid_refetch is not None else float("inf")
                 if len(self._fetching) > 0 or since >= self._settings.unknown_kid_cooldown:
+                    if len(self._fetching) == 0:
+                        self.last_kid_refetch = now
                     await self.refresh()
                     index = self.usable_index() or index
                     candidates = index.by_kid.get(kid, ())
@@ -207,6 +213,11 @@ class KeyStore:
                 self._sets[source] = IssuerKeys(source[0], source[1], self._egress, self._discovery, self.settings)
         if self._loop_task is not None:
             self._refresh_due()
+
+    def usable(self, source: tuple[str, str | None]) -> bool:
+        """Are the key set's keys fresh enough to verify with (within the stale limit)?"""
+        keys = self._sets.get(source)
+        return keys is not None and keys.usable_index() is not None
 
     def states(self) -> list[dict]:
         return [keys.state() for keys in self._sets.values()]

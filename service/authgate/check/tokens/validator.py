@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from authgate.caches import BoundedCache
@@ -34,6 +34,7 @@ class VerifiedToken:
     subject: str | None
     client_id: str | None
     expires_at: float
+    introspected: bool = False  # an RFC 7662 answer, not a signature checked with the issuer's keys
 
 
 # A NumericDate (RFC 7519 §2) outside 1970..9999 is no date any issuer means; bounding it
@@ -149,7 +150,7 @@ class TokenValidator:
             if "iss" in answer and answer["iss"] != entry.issuer:
                 raise TokenError("introspection names another issuer")
             exp = check_claims(answer, entry, now, require_exp=False)
-            verified = self._verified(entry, answer, min(exp, now + POSITIVE_TTL))
+            verified = replace(self._verified(entry, answer, min(exp, now + POSITIVE_TTL)), introspected=True)
             self.cache.put(entry.cache_key, digest, verified, verified.expires_at, now)
             return verified
         raise TokenError("token is not active")
@@ -159,7 +160,9 @@ class TokenValidator:
         digest = hashlib.sha256(token.encode()).digest()
         for entry in policy.issuers:
             cached = self.cache.get(entry.cache_key, digest, now)
-            if cached is not None:
+            if cached is not None and (cached.introspected or self.keys.usable(entry.key_source)):
+                # (an issuer that failed closed, its keys stale past the limit, fails closed
+                # for the tokens verified before too: they are checked again, and get 503)
                 return cached
 
         if token.count(".") != 2:
