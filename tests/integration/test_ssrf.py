@@ -1,0 +1,183 @@
+"""SSRF corpus: every outbound URL a policy names, pointed at loopback in every disguise,
+against the real server with no egress allowance. A listener on those addresses records
+every connection: none may be made, and the check answers 503 (the keys cannot be had),
+never 401 (which would restart a client's login) and never 200. Forms the strict URL
+parser refuses never load as a policy at all. Other reserved ranges are proven through the
+screening function in-process (tests/unit/test_egress.py): no packet is ever sent to them.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+from tests.support.authgate import AUTHGATE, Authgate
+from tests.support.keys import SigningKey, claims
+
+
+class RecordingListener:
+    """Accepts on 127.0.0.1 and [::1] at one port; counts connections, answers nothing."""
+
+    def __init__(self) -> None:
+        self.v4 = socket.create_server(("127.0.0.1", 0))
+        self.port = self.v4.getsockname()[1]
+        self.v6 = socket.create_server(("::1", self.port), family=socket.AF_INET6)
+        self.connections = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, args=(s,), daemon=True) for s in (self.v4, self.v6)]
+        for thread in self._threads:
+            thread.start()
+
+    def _accept(self, server: socket.socket) -> None:
+        server.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for server in (self.v4, self.v6):
+            server.close()
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[RecordingListener]:
+    recording = RecordingListener()
+    yield recording
+    recording.close()
+
+
+def loopback_disguises(port: int) -> dict[str, str]:
+    """Origins that parse as URLs and all reach the listener if nothing screens them."""
+    return {
+        "ipv4": f"https://127.0.0.1:{port}",
+        "name": f"https://localhost:{port}",
+        "name_trailing_dot": f"https://localhost.:{port}",
+        "ipv6": f"https://[::1]:{port}",
+        "ipv6_long": f"https://[0:0:0:0:0:0:0:1]:{port}",
+        "ipv4_mapped": f"https://[::ffff:127.0.0.1]:{port}",
+        "ipv4_mapped_hex": f"https://[::ffff:7f00:1]:{port}",
+        "ipv4_translated": f"https://[::ffff:0:7f00:1]:{port}",
+        "nat64": f"https://[64:ff9b::7f00:1]:{port}",
+        "6to4": f"https://[2002:7f00:1::]:{port}",
+        "ipv4_compatible": f"https://[::127.0.0.1]:{port}",
+    }
+
+
+def _policy(name: str, host: str, issuer: dict) -> dict:
+    return {
+        "apiVersion": "authgate.dev/v1alpha1",
+        "kind": "OAuthPolicy",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"resource": f"https://{host}/mcp", "issuers": [issuer]},
+    }
+
+
+def _secret() -> dict:
+    metadata = {"name": "introspect", "namespace": "default"}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "stringData": {"secret": "s3cret-value"}}
+
+
+CASES = ["issuer", "jwks_uri", "introspection"]  # which outbound URL is the disguise
+
+
+def _documents(port: int) -> list[dict]:
+    documents: list[dict] = [_secret()]
+    for kind in CASES:
+        for disguise, origin in loopback_disguises(port).items():
+            name = f"{kind.replace('_', '-')}-{disguise.replace('_', '-')}"
+            if kind == "issuer":
+                issuer = {"issuer": f"{origin}/realm"}
+            elif kind == "jwks_uri":
+                issuer = {"issuer": "https://idp.example.com", "jwksUri": f"{origin}/jwks"}
+            else:
+                issuer = {
+                    "issuer": "https://idp.example.com",
+                    "introspection": {
+                        "endpoint": f"{origin}/introspect",
+                        "clientId": "authgate",
+                        "clientSecretRef": {"name": "introspect", "key": "secret"},
+                    },
+                }
+            documents.append(_policy(name, f"{name}.example.com", issuer))
+    return documents
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, listener) -> Iterator[Authgate]:
+    text = yaml.safe_dump_all(_documents(listener.port))
+    instance = Authgate(tmp_path_factory.mktemp("ssrf"), text, []).start()  # no --egress-allow, https only
+    yield instance
+    instance.stop()
+
+
+@pytest.mark.parametrize("kind", CASES)
+@pytest.mark.parametrize("disguise", sorted(loopback_disguises(1)))
+def test_loopback_in_disguise_is_never_reached(service, listener, kind, disguise):
+    name = f"{kind.replace('_', '-')}-{disguise.replace('_', '-')}"
+    origin = loopback_disguises(listener.port)[disguise]
+    key = SigningKey.generate("ES256")
+    issuer = f"{origin}/realm" if kind == "issuer" else "https://idp.example.com"
+    token = (
+        "opaque-token-value" if kind == "introspection" else key.sign(claims(issuer, f"https://{name}.example.com/mcp"))
+    )
+    before = listener.connections
+    response = httpx.get(
+        service.check_url("nginx"),
+        headers={
+            "X-Original-URL": f"https://{name}.example.com/mcp",
+            "X-Original-Method": "GET",
+            "Authorization": f"Bearer {token}",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert listener.connections == before, "authgate connected to a loopback address"
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://127.1", "https://2130706433", "https://0x7f.0.0.1", "https://0177.0.0.1", "https://127.000.0.1"]
+)
+def test_numeric_loopback_forms_never_load_as_a_policy(tmp_path, origin):
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(_policy("p", "p.example.com", {"issuer": f"{origin}/realm"})))
+    result = subprocess.run([AUTHGATE, "validate", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "spec.issuers[0].issuer" in result.stderr and "dotted-quad" in result.stderr
+
+
+def test_the_listener_does_record_a_connection_that_egress_allows(tmp_path, listener):
+    """The control: with 127.0.0.1 allowed, the same request reaches the listener (so the
+    zero counts above mean screening, not a listener that records nothing)."""
+    document = _policy("allowed", "allowed.example.com", {"issuer": f"https://127.0.0.1:{listener.port}/realm"})
+    instance = Authgate(tmp_path, yaml.safe_dump(document), ["--egress-allow", "127.0.0.1"]).start()
+    try:
+        token = SigningKey.generate("ES256").sign(
+            claims(f"https://127.0.0.1:{listener.port}/realm", "https://allowed.example.com/mcp")
+        )
+        before = listener.connections
+        response = httpx.get(
+            instance.check_url("nginx"),
+            headers={
+                "X-Original-URL": "https://allowed.example.com/mcp",
+                "Authorization": f"Bearer {token}",
+                "X-Original-Method": "GET",
+            },
+            timeout=30,
+        )
+        assert response.status_code == 503
+        assert listener.connections > before
+    finally:
+        instance.stop()
