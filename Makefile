@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test check lint format bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds bench-operator clean
+.PHONY: help venv run test check lint format fuzz bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds bench-operator clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
@@ -74,6 +74,12 @@ bench: tools
 	$(BIN)/python -m bench.envoy
 	$(BIN)/python -m bench.exchange
 	$(BIN)/python -m bench.facade
+
+# Coverage-guided fuzzing of the untrusted-input parsers (atheris; minutes, not in CI): fuzz/REPORT.md.
+FUZZ_SECONDS ?= 60
+fuzz: venv
+	$(BIN)/pip install -q --disable-pip-version-check "atheris>=2.3"
+	$(BIN)/python -m fuzz --seconds $(FUZZ_SECONDS)
 
 # apply-to-enforced on a real control plane with 1, 100, 1,000 policies (bench/OPERATOR.md); root.
 bench-operator: tools
