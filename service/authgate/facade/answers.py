@@ -4,7 +4,8 @@ Handlers raise errors from `authgate.errors`; `error_answer` turns each into the
 endpoint's surface calls for. JSON endpoints (register, token, introspect, revoke, and any
 OAuthError) get RFC 6749 §5.2 JSON; browser endpoints (authorize, callback) get the error
 page, or for a RedirectableError a redirect to the client's validated redirect_uri with its
-`state` and the facade's `iss` (RFC 9207).
+`state` and the facade's `iss` (RFC 9207). A browser handler returns an error page
+itself only for its 403s (the wrong browser or origin), which no error stands for.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from authgate.errors import (
     ProtocolError,
     RedirectableError,
     ShowError,
-    UpstreamRefused,
     UpstreamUnavailable,
 )
 from authgate.facade.authorization_request import with_params
@@ -50,9 +50,7 @@ def error_answer(
         return json_error(OAuthError(503, "temporarily_unavailable", error.reason), cors)
     if isinstance(error, KeysUnavailable):
         return json_error(OAuthError(503, "temporarily_unavailable", error.reason), cors)
-    if isinstance(error, UpstreamRefused):
-        return json_error(OAuthError(400, error.error, error.description), cors)
-    # RegistrationError, and any other protocol error with its RFC code
+    # UpstreamRefused, RegistrationError: the RFC code for the client
     return json_error(OAuthError(400, error.error, error.description), cors)
 
 

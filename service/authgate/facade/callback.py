@@ -8,7 +8,7 @@ import time
 
 from starlette.responses import RedirectResponse, Response
 
-from authgate.errors import RedirectableError, SealError
+from authgate.errors import RedirectableError, SealError, ShowError
 from authgate.facade.answers import NO_STORE
 from authgate.facade.authorization_request import with_params
 from authgate.facade.browser import same_browser
@@ -41,20 +41,20 @@ async def handle(call: Call) -> Response:
     facade, policy = call.facade, call.policy
     params, duplicated = query(call.request)
     if duplicated:
-        return error_page("The identity provider's answer is malformed.")
+        raise ShowError("The identity provider's answer is malformed")
     try:
         transaction = call.open(Transaction, params.get("state", ""))
     except SealError:
-        return error_page("This sign-in has expired or is not valid. Start again from the application.")
+        raise ShowError("This sign-in has expired or is not valid. Start again from the application") from None
     if not same_browser(call.request, transaction.browser_hash):
         return error_page("This sign-in was started in another browser.", 403)
     endpoints = await call.state.upstream.endpoints(facade.upstream)  # unavailable: a 503 page
     issuer = params.get("iss")
     if (issuer is not None and issuer != facade.upstream.issuer) or (issuer is None and endpoints.iss_parameter):
         log.warning("facade callback from another issuer", extra={"policy": policy.ref})
-        return error_page("The answer did not come from the expected identity provider.")
+        raise ShowError("The answer did not come from the expected identity provider")
     if not call.state.used.first_use("tx:" + transaction.jti, time.time() + TRANSACTION_TTL):
-        return error_page("This sign-in was already completed. Start again from the application.")
+        raise ShowError("This sign-in was already completed. Start again from the application")
     authorization = transaction.request
     if "error" in params:
         error = params["error"] if params["error"] in AUTHORIZE_ERRORS else "server_error"
@@ -62,7 +62,7 @@ async def handle(call: Call) -> Response:
         raise RedirectableError(authorization.redirect_uri, error, "the identity provider refused", authorization.state)
     upstream_code = params.get("code")
     if not upstream_code:
-        return error_page("The identity provider's answer has no code.")
+        raise ShowError("The identity provider's answer has no code")
     code = call.seal(Code(authorization, upstream_code, transaction.upstream_verifier))
     answer = {"code": code}
     if authorization.state is not None:
