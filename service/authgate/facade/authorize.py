@@ -1,96 +1,153 @@
-"""The authorization request (OAuth 2.1 §4.1.1, RFC 7636, RFC 8707) checked before consent.
-
-Errors are split the way OAuth requires: until the client and its redirect_uri are known
-good, an error is shown to the user (never redirected: an open redirector otherwise);
-after that, it is returned to the client's redirect_uri with the client's state (and
-`iss`, RFC 9207).
+"""/oauth2/authorize: GET checks the request and shows the consent page (its checked request
+sealed into the form, bound to the browser); POST is the user's decision, and approval
+sends the browser to the upstream's authorization endpoint with the facade's own client,
+PKCE pair and a sealed transaction as `state`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit, urlunsplit
+import logging
+import secrets
 
-from authgate.errors import RedirectableError, ShowError
-from authgate.facade.redirects import redirect_matches
+from starlette.responses import RedirectResponse, Response
 
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.1
-_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")  # base64url(SHA-256), no padding
+from authgate.errors import OAuthError, RedirectableError, SealError, ShowError, UnknownClient, UpstreamUnavailable
+from authgate.facade.answers import NO_STORE
+from authgate.facade.authorization_request import AuthorizationRequest, check_authorization_request, s256, with_params
+from authgate.facade.browser import (
+    BROWSER_COOKIE,
+    browser_cookie,
+    browser_id,
+    digest,
+    remember_cookie,
+    remembered,
+    same_browser,
+)
+from authgate.facade.clients import Client, allowed_scopes
+from authgate.facade.context import Call
+from authgate.facade.pages import consent_page, error_page
+from authgate.facade.params import MAX_FORM_BYTES, media_type, parse_pairs, query, read_body
+from authgate.facade.records import ConsentForm, Transaction
+from authgate.facade.upstream import Endpoints
+from authgate.urls import parse_url
 
-
-def s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
-
-
-def pkce_matches(verifier: str | None, challenge: str) -> bool:
-    """RFC 7636 §4.6 with S256 only (OAuth 2.1 never allows `plain` here)."""
-    return verifier is not None and bool(_VERIFIER.match(verifier)) and s256(verifier) == challenge
-
-
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    client_id: str
-    client: dict  # the registered metadata
-    redirect_uri: str
-    scope: tuple[str, ...]
-    state: str | None
-    code_challenge: str
-    resource: str
-    redirect_uri_given: bool  # the token request must then repeat it (RFC 6749 §4.1.3)
+log = logging.getLogger("authgate.facade")
 
 
-def with_params(uri: str, params: dict[str, str]) -> str:
-    """Add query parameters to a redirect URI, keeping the ones it has (RFC 6749 §3.1.2)."""
-    parts = urlsplit(uri)
-    query = (parts.query + "&" if parts.query else "") + urlencode(params)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+async def consent(call: Call) -> Response:
+    """GET: the request checked (errors shown until the client and redirect_uri are known
+    good, redirected after), then the consent page, or with remembered consent the upstream."""
+    params, duplicated = query(call.request)
+    if duplicated & {"client_id", "redirect_uri"}:
+        return error_page("client_id and redirect_uri may each be sent only once")
+    facade, policy = call.facade, call.policy
+    client: Client | None = None
+    try:
+        client = await call.clients.find(policy, facade, params.get("client_id", ""))
+    except UnknownClient:
+        pass  # check_authorization_request says so
+    metadata = None if client is None else client.metadata
+    authorization = check_authorization_request(
+        params, metadata, policy.resource, allowed_scopes(policy), facade.redirect_uris
+    )
+    if duplicated:
+        raise RedirectableError(
+            authorization.redirect_uri, "invalid_request", "a parameter was sent twice", authorization.state
+        )
+    assert client is not None
+    browser, new_browser = browser_id(call.request)
+    if facade.consent == "remember" and remembered(
+        call.keys, facade.issuer, policy.uid, call.request, browser, authorization
+    ):
+        return await _to_upstream(call, authorization, browser, [browser_cookie(browser)] if new_browser else [])
+    endpoints = await _endpoints(call, authorization)
+    return consent_page(
+        action=facade.endpoint("authorize"),
+        client_name=client.display_name,
+        client_id_shown=client.client_id if client.from_document else client.log_id,
+        redirect_uri=authorization.redirect_uri,
+        resource=policy.resource,
+        scopes=authorization.scope,
+        sealed_request=call.seal(ConsentForm(authorization, digest(browser))),
+        remember=facade.consent == "remember",
+        set_cookie=browser_cookie(browser),
+        form_targets=(_origin(endpoints.authorization), _origin(authorization.redirect_uri)),
+        provenance="metadata published by that site" if client.from_document else "name not verified",
+    )
 
 
-def check_authorization_request(
-    params: dict[str, str],
-    client: dict | None,
-    resource: str,
-    allowed_scopes: frozenset[str],
-    redirect_mode: str = "loopback-any-port",
-) -> AuthorizationRequest:
-    """`client`: the metadata of the client `params["client_id"]` names (None: unknown)."""
-    client_id = params.get("client_id")
-    if not client_id:
-        raise ShowError("the request names no client_id")
-    if client is None:
-        raise ShowError("unknown client: register it first")
-    registered = client.get("redirect_uris") or []
-    redirect_uri = params.get("redirect_uri")
-    redirect_uri_given = redirect_uri is not None
-    if redirect_uri is None:
-        if len(registered) != 1:
-            raise ShowError("redirect_uri is required when the client registered several")
-        redirect_uri = registered[0]
-    if not any(redirect_matches(r, redirect_uri, redirect_mode) for r in registered):
-        raise ShowError("redirect_uri does not match a registered one")
+async def decision(call: Call) -> Response:
+    """POST: the consent form, from this facade's page, in the browser that was asked."""
+    facade, request = call.facade, call.request
+    origin = request.headers.get("origin")
+    if origin is not None and origin != _origin(facade.issuer):
+        return error_page("The approval did not come from this page.", 403)
+    if media_type(request) != "application/x-www-form-urlencoded":
+        raise ShowError("Unexpected form submission")
+    try:
+        form, duplicated = parse_pairs((await read_body(request, MAX_FORM_BYTES)).decode("latin-1"))
+    except OAuthError:
+        raise ShowError("Unexpected form submission") from None
+    if duplicated:
+        raise ShowError("Unexpected form submission")
+    try:
+        sealed = call.open(ConsentForm, form.get("consent", ""))
+    except SealError:
+        raise ShowError("This approval page has expired. Start the sign-in again from the application") from None
+    if not same_browser(request, sealed.browser_hash):
+        return error_page("This approval did not come from the browser that was asked.", 403)
+    browser, authorization = request.cookies[BROWSER_COOKIE], sealed.request
+    choice = form.get("decision")
+    if choice == "deny":
+        log.info("facade consent denied", extra={"policy": call.policy.ref})
+        raise RedirectableError(
+            authorization.redirect_uri, "access_denied", "the user denied access", authorization.state
+        )
+    if choice != "approve":
+        raise ShowError("Choose Allow or Deny")
+    cookies: list[str] = []
+    if facade.consent == "remember":
+        cookies.append(remember_cookie(call.keys, facade.issuer, call.policy.uid, request, browser, authorization))
+    return await _to_upstream(call, authorization, browser, cookies)
 
-    state = params.get("state")
 
-    def fail(error: str, description: str) -> RedirectableError:
-        return RedirectableError(redirect_uri, error, description, state)
+async def _to_upstream(call: Call, authorization: AuthorizationRequest, browser: str, cookies: list[str]) -> Response:
+    facade, policy = call.facade, call.policy
+    endpoints = await _endpoints(call, authorization)
+    verifier = secrets.token_urlsafe(48)
+    transaction = call.seal(Transaction(authorization, verifier, digest(browser)))
+    scopes = list(dict.fromkeys([*facade.upstream.scopes, *authorization.scope]))
+    params = {
+        "response_type": "code",
+        "client_id": facade.upstream.client_id,
+        "redirect_uri": facade.endpoint("callback"),
+        "scope": " ".join(scopes),
+        "state": transaction,
+        "code_challenge": s256(verifier),
+        "code_challenge_method": "S256",
+        "resource": policy.resource,
+    }
+    if "offline_access" in scopes:
+        params["prompt"] = "consent"  # OpenID Connect Core §11: offline_access needs it
+    response = RedirectResponse(with_params(endpoints.authorization, params), status_code=303, headers=NO_STORE)
+    for cookie in cookies:
+        response.headers.append("Set-Cookie", cookie)
+    log.info("facade authorization started", extra={"policy": policy.ref, "scopes": " ".join(authorization.scope)})
+    return response
 
-    if params.get("response_type") != "code":
-        raise fail("unsupported_response_type", "only response_type=code is supported")
-    challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
-    if not challenge or method != "S256":
-        raise fail("invalid_request", "PKCE with code_challenge_method=S256 is required")
-    if not _CHALLENGE.match(challenge):
-        raise fail("invalid_request", "code_challenge is not an S256 challenge")
-    requested_resource = params.get("resource", resource)
-    if requested_resource != resource:
-        raise fail("invalid_target", "resource must be this server's resource")
-    scopes = tuple(params.get("scope", "").split())
-    if not set(scopes) <= allowed_scopes:
-        raise fail("invalid_scope", "a requested scope is not offered by this resource")
-    registered_scope = client.get("scope")
-    if registered_scope is not None and not set(scopes) <= set(registered_scope.split()):
-        raise fail("invalid_scope", "a requested scope was not registered for this client")
-    return AuthorizationRequest(client_id, client, redirect_uri, scopes, state, challenge, resource, redirect_uri_given)
+
+async def _endpoints(call: Call, authorization: AuthorizationRequest) -> Endpoints:
+    """The upstream's endpoints; once the redirect_uri is known good, its absence goes there."""
+    try:
+        return await call.state.upstream.endpoints(call.facade.upstream)
+    except UpstreamUnavailable:
+        raise RedirectableError(
+            authorization.redirect_uri,
+            "temporarily_unavailable",
+            "the identity provider is unavailable",
+            authorization.state,
+        ) from None
+
+
+def _origin(url: str) -> str:
+    return parse_url(url).origin  # URLs the policy, the egress client or redirect rules accepted

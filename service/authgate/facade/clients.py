@@ -9,15 +9,14 @@ client: it can hold no secret.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from authgate.caches import BoundedCache, SingleFlight
 from authgate.errors import ClientError, EgressError, RegistrationError, SealError, TargetError, UnknownClient
 from authgate.facade.registration import registered_client, secret_matches, validate_metadata
 from authgate.outbound.egress import EgressClient
@@ -79,68 +78,45 @@ def document_url_problem(client_id: str) -> str | None:
     return None
 
 
-@dataclass
-class _Cached:
-    expires: float
-    metadata: dict | None
-    problem: str | None
+@dataclass(frozen=True)
+class _Fetched:
+    metadata: dict | None  # None: unusable, and `problem` says why
+    problem: str | None = None
 
 
 class ClientDocuments:
-    """Fetched client metadata documents, bounded, with single-flight per URL."""
+    """Fetched client metadata documents: bounded (LRU), each kept for its max-age, one fetch
+    per URL at a time. Failures are never cached: the next request fetches again."""
 
-    def __init__(self, egress: EgressClient) -> None:
+    def __init__(self, egress: EgressClient, max_entries: int = MAX_DOCUMENTS) -> None:
         self._egress = egress
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[_Cached]] = {}
+        self._cache: BoundedCache[str, dict] = BoundedCache(max_entries)
+        self._flights: SingleFlight[str, _Fetched] = SingleFlight()
 
     async def get(self, url: str, allowed_scopes: frozenset[str]) -> dict:
-        now = time.monotonic()
-        entry = self._cache.get(url)
-        if entry is None or entry.expires <= now:
-            entry = await self._fetch_once(url, allowed_scopes)
-        if entry.metadata is None:
-            raise ClientError(entry.problem or "client metadata document unusable")
-        return entry.metadata
+        cached = self._cache.get(url, time.monotonic())
+        if cached is not None:
+            return cached
+        fetched = await self._flights.run(url, lambda: self._fetch(url, allowed_scopes))
+        if fetched.metadata is None:
+            raise ClientError(fetched.problem or "client metadata document unusable")
+        return fetched.metadata
 
-    async def _fetch_once(self, url: str, allowed_scopes: frozenset[str]) -> _Cached:
-        pending = self._inflight.get(url)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Cached] = asyncio.get_running_loop().create_future()
-        self._inflight[url] = future
-        try:
-            entry = await self._fetch(url, allowed_scopes)
-            future.set_result(entry)
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: waiters see it, nothing logs "never retrieved"
-            raise
-        finally:
-            del self._inflight[url]
-        if entry.metadata is None:
-            return entry  # failures are never cached: the next request fetches again
-        self._cache[url] = entry
-        self._cache.move_to_end(url)
-        while len(self._cache) > MAX_DOCUMENTS:
-            self._cache.popitem(last=False)
-        return entry
-
-    async def _fetch(self, url: str, allowed_scopes: frozenset[str]) -> _Cached:
-        now = time.monotonic()
+    async def _fetch(self, url: str, allowed_scopes: frozenset[str]) -> _Fetched:
         try:
             document, response = await self._egress.get_json(url, max_bytes=MAX_DOCUMENT_BYTES)
         except EgressError as error:
             log.warning("client metadata document unavailable", extra={"client_id": url, "reason": error.reason})
-            return _Cached(now, None, "the client metadata document cannot be fetched")
+            return _Fetched(None, "the client metadata document cannot be fetched")
         try:
             metadata = document_metadata(url, document, allowed_scopes)
         except ClientError as error:
-            return _Cached(now, None, str(error))
+            return _Fetched(None, str(error))
         low, default, high = DOCUMENT_TTL
         max_age = response.max_age()
         ttl = default if max_age is None else min(max(max_age, low), high)
-        return _Cached(now + ttl, metadata, None)
+        self._cache.put(url, metadata, time.monotonic() + ttl)
+        return _Fetched(metadata)
 
 
 def document_metadata(url: str, document: dict, allowed_scopes: frozenset[str]) -> dict:

@@ -1,7 +1,8 @@
 """The real identity provider behind a facade: its endpoints and the calls made to it.
 
-Endpoints come from `spec.facade.upstream` or from the issuer's discovery document
-(OpenID Connect, then RFC 8414), cached. Every call goes through the egress client
+Endpoints come from `spec.facade.upstream` or from the issuer's metadata through the shared
+`outbound.discovery.Discovery` (bounded, single-flight, stale-if-error, issuer checked);
+when it fails, the facade answers UpstreamUnavailable. Every call goes through the egress client
 (timeouts, size caps, no redirects, SSRF screening) with the facade's own client
 credentials; request parameters are built here from a fixed list, never copied from a
 client's request, so nothing (client_secret, client_assertion...) can be smuggled through.
@@ -10,19 +11,16 @@ client's request, so nothing (client_secret, client_assertion...) can be smuggle
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
-from authgate.errors import EgressError, UpstreamRefused, UpstreamUnavailable
-from authgate.outbound.discovery import discovery_urls
+from authgate.errors import DiscoveryFailed, EgressError, UpstreamRefused, UpstreamUnavailable
+from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient
 from authgate.outbound.oauth_client import authenticated_form
 from authgate.policy.snapshot import CompiledUpstream
 
 log = logging.getLogger("authgate.facade")
 
-DISCOVERY_TTL = 3600.0
-DISCOVERY_RETRY = 10.0
 MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
 
 # RFC 6749 §5.2 codes a client may act on; anything else the upstream says becomes invalid_grant.
@@ -39,18 +37,20 @@ class Endpoints:
 
 
 class Upstream:
-    """Discovery cache and calls for every facade's upstream (one per process)."""
+    """Endpoints and calls for every facade's upstream (one per process)."""
 
-    def __init__(self, egress: EgressClient) -> None:
+    def __init__(self, egress: EgressClient, discovery: Discovery) -> None:
         self._egress = egress
-        self._discovered: dict[str, tuple[float, dict]] = {}
+        self._discovery = discovery
 
     async def endpoints(self, upstream: CompiledUpstream) -> Endpoints:
         document: dict = {}
         if upstream.authorization_endpoint is None or upstream.token_endpoint is None:
-            document = await self._discover(upstream.issuer)
-        elif upstream.issuer in self._discovered:
-            document = self._discovered[upstream.issuer][1]
+            try:
+                document = await self._discovery.metadata(upstream.issuer)
+            except DiscoveryFailed as error:
+                log.warning("upstream discovery failed", extra={"issuer": upstream.issuer, "reason": error.reason})
+                raise UpstreamUnavailable("the identity provider's metadata is unavailable") from None
         authorization = upstream.authorization_endpoint or document.get("authorization_endpoint")
         token = upstream.token_endpoint or document.get("token_endpoint")
         if not isinstance(authorization, str) or not isinstance(token, str):
@@ -67,29 +67,6 @@ class Upstream:
             revocation=optional(upstream.revocation_endpoint, "revocation_endpoint"),
             iss_parameter=document.get("authorization_response_iss_parameter_supported") is True,
         )
-
-    async def _discover(self, issuer: str) -> dict:
-        now = time.monotonic()
-        cached = self._discovered.get(issuer)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        problem = "no discovery document"
-        for url in discovery_urls(issuer):
-            try:
-                document, _ = await self._egress.get_json(url, max_bytes=MAX_TOKEN_RESPONSE_BYTES)
-            except EgressError as error:
-                problem = error.reason
-                continue
-            if document.get("issuer") != issuer:
-                problem = "the discovery document names another issuer"
-                continue
-            self._discovered[issuer] = (now + DISCOVERY_TTL, document)
-            return document
-        if cached is not None:  # stale beats nothing while the IdP is briefly away
-            self._discovered[issuer] = (now + DISCOVERY_RETRY, cached[1])
-            return cached[1]
-        log.warning("upstream discovery failed", extra={"issuer": issuer, "reason": problem})
-        raise UpstreamUnavailable(f"the identity provider's metadata is unavailable ({problem})")
 
     async def _post(self, upstream: CompiledUpstream, url: str, form: dict[str, str]) -> tuple[int, dict]:
         form, auth = authenticated_form(form, upstream.client_id, upstream.client_secret)

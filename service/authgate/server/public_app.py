@@ -1,5 +1,5 @@
 """The public port: what clients reach through the ingress. RFC 9728 protected-resource
-metadata, and each policy's authorization-server facade (`authgate.facade.endpoints`).
+metadata, and each policy's authorization-server facade (`authgate.facade.routes`).
 
 It never answers ext-authz checks (those hand out identity headers).
 """
@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from authgate import metrics
 from authgate.errors import TargetError
-from authgate.facade.endpoints import Facade
+from authgate.facade.context import FacadeDeps
+from authgate.facade.routes import Facade
 from authgate.server.protected_resource import WELL_KNOWN, find_policy, protected_resource_metadata
 from authgate.server.service import AuthService
 from authgate.urls import normalize_host, normalize_path
@@ -29,7 +30,16 @@ def _error(status: int, error: str, description: str) -> JSONResponse:
 
 
 def create_public_app(service: AuthService) -> Starlette:
-    facade = Facade(service)
+    facade = Facade(
+        FacadeDeps(
+            egress=service.egress,
+            discovery=service.discovery,
+            validator=service.validator,
+            snapshot=lambda: service.snapshot,
+            sealing_keys=lambda: service.sealing_keys,
+            forwarded_for_hops=service.settings.forwarded_for_hops,
+        )
+    )
 
     async def protected_resource(request: Request) -> Response:
         if request.method == "OPTIONS":

@@ -28,7 +28,7 @@ from tests.support.facade import (
 )
 from tests.support.idp import OidcProvider
 
-from authgate.facade.endpoints import TRANSACTION_TTL
+from authgate.facade.records import TRANSACTION_TTL
 from authgate.sealing import SealingKeys
 
 # What an error page says, never what an upstream (or an attacker on its behalf) wrote.

@@ -27,7 +27,7 @@ from tests.support.facade import (
 )
 
 from authgate.errors import SealError
-from authgate.facade.endpoints import REFRESH_TTL
+from authgate.facade.records import REFRESH_TTL
 from authgate.sealing import SealingKeys
 
 GRANTS = ["authorization_code", "refresh_token"]

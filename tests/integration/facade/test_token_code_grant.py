@@ -25,7 +25,7 @@ from tests.support.facade import (
 from tests.support.idp import TOKEN_EXCHANGE_GRANT
 
 from authgate.errors import SealError
-from authgate.facade.endpoints import CODE_TTL
+from authgate.facade.records import CODE_TTL
 from authgate.sealing import SealingKeys
 
 OTHER_GRANTS = (

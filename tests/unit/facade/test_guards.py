@@ -38,4 +38,26 @@ def test_single_use_memory_is_bounded():
     used = UsedOnce(max_entries=10)
     for index in range(100):
         assert used.first_use(f"id:{index}", expires=1e12, now=0.0)
-    assert len(used._seen) <= 10
+    assert len(used) <= 10
+
+
+def test_single_use_memory_when_full_forgets_the_least_recently_used_first():
+    used = UsedOnce(max_entries=2)
+    assert used.first_use("a", expires=1e12, now=0.0)
+    assert used.first_use("b", expires=1e12, now=0.0)
+    assert used.first_use("c", expires=1e12, now=0.0)  # a is forgotten
+    assert not used.first_use("b", expires=1e12, now=0.0)
+    assert not used.first_use("c", expires=1e12, now=0.0)
+    assert used.first_use("a", expires=1e12, now=0.0)
+
+
+def test_a_rate_limit_bucket_is_forgotten_once_it_would_be_full_again():
+    limiter = RateLimiter({"token": RateLimit(per_minute=60, burst=2)})
+    assert limiter.allow("token", "a", now=0.0)
+    assert limiter.allow("token", "a", now=0.0)
+    assert not limiter.allow("token", "a", now=0.0)
+    assert len(limiter._buckets) == 1
+    assert limiter.allow("token", "a", now=2.0)
+    assert limiter.allow("token", "a", now=10.0)
+    assert limiter.allow("token", "a", now=10.0)
+    assert not limiter.allow("token", "a", now=10.0)

@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from authgate.errors import RedirectableError, SealError, ShowError
-from authgate.facade.authorize import check_authorization_request, pkce_matches, s256, with_params
+from authgate.facade.authorization_request import check_authorization_request, pkce_matches, s256, with_params
 from authgate.facade.registration import register, registered_client
 from authgate.sealing import SealingKeys
 
