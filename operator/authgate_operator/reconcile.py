@@ -10,8 +10,12 @@ import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from authgate.errors import PolicyIssue
 from authgate.policy import FORMAT_VERSION, ValidationSettings, compile_loaded, parse_manifests
+from authgate.policy import secret_names as policy_secret_names
+from authgate.policy.model import PolicySpec
 
 SecretData = Mapping[str, bytes]
 
@@ -22,19 +26,13 @@ def policy_ref(obj: Mapping) -> str:
 
 
 def secret_names(obj: Mapping) -> set[str]:
-    """Names of the Secrets a policy references (all in its own namespace)."""
-    spec = obj.get("spec") or {}
-    refs: list[object] = []
-    for issuer in spec.get("issuers") or []:
-        if isinstance(issuer, dict):
-            refs.append((issuer.get("introspection") or {}).get("clientSecretRef"))
-    facade = spec.get("facade") or {}
-    if isinstance(facade, dict):
-        refs.append((facade.get("upstream") or {}).get("clientSecretRef"))
-    exchange = spec.get("tokenExchange") or {}
-    if isinstance(exchange, dict):
-        refs.extend([exchange.get("clientSecretRef"), exchange.get("clientCertificateSecretRef")])
-    return {ref["name"] for ref in refs if isinstance(ref, dict) and isinstance(ref.get("name"), str)}
+    """Names of the Secrets a policy references (all in its own namespace); none when its
+    spec does not parse (it is rejected before any Secret matters)."""
+    try:
+        spec = PolicySpec.model_validate(obj.get("spec"))
+    except ValidationError:
+        return set()
+    return policy_secret_names(spec)
 
 
 def clean_manifest(obj: Mapping) -> dict:

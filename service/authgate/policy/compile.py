@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from authgate.errors import PolicyError, PolicyIssue
+from authgate.policy.defaults import effective_hosts, effective_prefixes, facade_issuer
 from authgate.policy.loader import Loaded, PolicySource, Secrets, load_files, parse_manifests
 from authgate.policy.model import ASYMMETRIC_ALGORITHMS, PolicySpec
+from authgate.policy.ownership import resolve_ownership
+from authgate.policy.secret_refs import secret_value
 from authgate.policy.snapshot import (
     FORMAT_VERSION,
     ClaimRoleMapping,
@@ -31,14 +34,8 @@ from authgate.policy.snapshot import (
     IntrospectionClient,
     Snapshot,
 )
-from authgate.policy.validate import (
-    ValidationSettings,
-    effective_hosts,
-    effective_prefixes,
-    facade_issuer,
-    resolve_ownership,
-    validate_policy,
-)
+from authgate.policy.validate import validate_policy
+from authgate.policy.validation import ValidationSettings
 from authgate.urls import normalize_path, parse_url
 
 _UID_NAMESPACE = uuid.UUID("6f1f4a9e-8d55-4d57-9a0e-3b3c8b0f7a11")
@@ -87,8 +84,7 @@ def _compile_exchange(spec: PolicySpec, namespace: str, name: str, uid: str, sec
         return None
     secret = None
     if exchange.client_secret_ref is not None:
-        ref = exchange.client_secret_ref
-        secret = (secrets.get(namespace, ref.name, ref.key) or b"").decode()
+        secret = secret_value(secrets, namespace, exchange.client_secret_ref)
     certificate = None
     if exchange.client_certificate_secret_ref is not None:
         cert_name = exchange.client_certificate_secret_ref.name
@@ -131,8 +127,7 @@ def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> Compi
     upstream = facade.upstream
     secret = None
     if upstream.client_secret_ref is not None:
-        ref = upstream.client_secret_ref
-        secret = (secrets.get(namespace, ref.name, ref.key) or b"").decode()
+        secret = secret_value(secrets, namespace, upstream.client_secret_ref)
     return CompiledFacade(
         issuer=issuer,
         host=parts.host,
@@ -167,11 +162,8 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
         algorithms = frozenset(entry.algorithms or ASYMMETRIC_ALGORITHMS)
         introspection = None
         if entry.introspection is not None:
-            ref = entry.introspection.client_secret_ref
-            secret = secrets.get(namespace, ref.name, ref.key) or b""
-            introspection = IntrospectionClient(
-                entry.introspection.endpoint, entry.introspection.client_id, secret.decode()
-            )
+            secret = secret_value(secrets, namespace, entry.introspection.client_secret_ref)
+            introspection = IntrospectionClient(entry.introspection.endpoint, entry.introspection.client_id, secret)
         identity = {
             "policy": f"{namespace}/{name}",
             "uid": uid,
