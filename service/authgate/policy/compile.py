@@ -18,7 +18,7 @@ from pathlib import Path
 from authgate.errors import PolicyError, PolicyIssue
 from authgate.policy.defaults import effective_hosts, effective_prefixes, facade_issuer
 from authgate.policy.loader import Loaded, PolicySource, Secrets, load_files, parse_manifests
-from authgate.policy.model import ASYMMETRIC_ALGORITHMS, PolicySpec
+from authgate.policy.model import ASYMMETRIC_ALGORITHMS, IssuerSpec, PolicySpec
 from authgate.policy.ownership import resolve_ownership
 from authgate.policy.secret_refs import secret_value
 from authgate.policy.snapshot import (
@@ -149,6 +149,38 @@ def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> Compi
     )
 
 
+def _compile_issuer(entry: IssuerSpec, spec: PolicySpec, ref: str, uid: str, secrets: Secrets) -> CompiledIssuer:
+    namespace = ref.split("/", 1)[0]
+    audiences = frozenset(normalize_audience(a) for a in (entry.audiences or [spec.resource]))
+    algorithms = frozenset(entry.algorithms or ASYMMETRIC_ALGORITHMS)
+    introspection = None
+    if entry.introspection is not None:
+        secret = secret_value(secrets, namespace, entry.introspection.client_secret_ref)
+        introspection = IntrospectionClient(entry.introspection.endpoint, entry.introspection.client_id, secret)
+    identity = {
+        "policy": ref,
+        "uid": uid,
+        "issuer": entry.issuer,
+        "jwksUri": entry.jwks_uri,
+        "audiences": sorted(audiences),
+        "algorithms": sorted(algorithms),
+        "skew": entry.clock_skew_seconds,
+        "typ": entry.require_typ,
+        "claims": entry.required_claims,
+    }
+    return CompiledIssuer(
+        issuer=entry.issuer,
+        jwks_uri=entry.jwks_uri,
+        audiences=audiences,
+        algorithms=algorithms,
+        clock_skew_seconds=entry.clock_skew_seconds,
+        require_typ=entry.require_typ,
+        required_claims=tuple(entry.required_claims),
+        introspection=introspection,
+        cache_key=_digest(identity),
+    )
+
+
 def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
     """Compile one policy that `validate_policy` accepted."""
     policy = source.policy
@@ -156,38 +188,7 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
     namespace, name = policy.metadata.namespace, policy.metadata.name
     uid = policy.metadata.uid or str(uuid.uuid5(_UID_NAMESPACE, f"{namespace}/{name}"))
 
-    issuers = []
-    for entry in spec.issuers:
-        audiences = frozenset(normalize_audience(a) for a in (entry.audiences or [spec.resource]))
-        algorithms = frozenset(entry.algorithms or ASYMMETRIC_ALGORITHMS)
-        introspection = None
-        if entry.introspection is not None:
-            secret = secret_value(secrets, namespace, entry.introspection.client_secret_ref)
-            introspection = IntrospectionClient(entry.introspection.endpoint, entry.introspection.client_id, secret)
-        identity = {
-            "policy": f"{namespace}/{name}",
-            "uid": uid,
-            "issuer": entry.issuer,
-            "jwksUri": entry.jwks_uri,
-            "audiences": sorted(audiences),
-            "algorithms": sorted(algorithms),
-            "skew": entry.clock_skew_seconds,
-            "typ": entry.require_typ,
-            "claims": entry.required_claims,
-        }
-        issuers.append(
-            CompiledIssuer(
-                issuer=entry.issuer,
-                jwks_uri=entry.jwks_uri,
-                audiences=audiences,
-                algorithms=algorithms,
-                clock_skew_seconds=entry.clock_skew_seconds,
-                require_typ=entry.require_typ,
-                required_claims=tuple(entry.required_claims),
-                introspection=introspection,
-                cache_key=_digest(identity),
-            )
-        )
+    issuers = [_compile_issuer(entry, spec, f"{namespace}/{name}", uid, secrets) for entry in spec.issuers]
 
     scope_roles: dict[str, tuple[str, ...]] = {}
     for mapping in spec.scope_roles:
