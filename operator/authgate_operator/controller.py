@@ -66,11 +66,25 @@ class Controller:
 
     # -- the loop ----------------------------------------------------------------
     async def run(self) -> None:
+        while True:
+            try:
+                await self._start()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("start-up failed; retrying")
+                await asyncio.sleep(self.config.resync_seconds)
+        await self._rounds()
+
+    async def _start(self) -> None:
         generation, version = await self.kube.read_snapshot(self.config.snapshot_secret)
         self.published = Published(generation, version)
         if self.config.sealing_secret and await self.kube.ensure_sealing_secret(self.config.sealing_secret):
             log.info("created the sealing-key Secret", extra={"secret": self.config.sealing_secret})
         await self._until_listed()
+
+    async def _rounds(self) -> None:
         pending, seen, woken = True, None, False
         while True:
             objects = self.policies()

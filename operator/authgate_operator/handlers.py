@@ -57,7 +57,7 @@ def build_registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
         return kopf.login_with_service_account(**kwargs) if _in_cluster() else kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.index(GROUP, VERSION, PLURAL, id="policies", registry=registry)
-    def policies(body: kopf.Body, namespace: str, name: str, **_) -> dict:
+    async def policies(body: kopf.Body, namespace: str, name: str, **_) -> dict:
         return {f"{namespace}/{name}": _indexed(body)}
 
     @kopf.on.startup(registry=registry)
@@ -83,8 +83,9 @@ def build_registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
             await memo.replicas.aclose()
             await memo.api.close()
 
+    # async: Kopf runs sync handlers in a thread, and the controller's wake-up is an asyncio.Event.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def policy_event(memo: kopf.Memo, **_) -> None:
+    async def policy_event(memo: kopf.Memo, **_) -> None:
         memo.controller.policies_changed()
 
     return registry
