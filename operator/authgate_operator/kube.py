@@ -152,8 +152,20 @@ class Kube:
         return [found[address] for address in sorted(found)]
 
     # -- policy status and events -----------------------------------------------------
-    async def patch_status(self, namespace: str, name: str, status: dict) -> None:
-        await self.custom.patch_namespaced_custom_object_status(
+    async def any_policy(self, namespaces: tuple[str, ...]) -> bool:
+        """Is there any OAuthPolicy at all? (One item asked for, not a listing.)"""
+        for namespace in namespaces or (None,):
+            if namespace is None:
+                found = await self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
+            else:
+                found = await self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, limit=1)
+            if found.get("items"):
+                return True
+        return False
+
+    async def patch_status(self, namespace: str, name: str, status: dict) -> int:
+        """Merge-patch a policy's status; the resourceVersion the API answered."""
+        patched = await self.custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             namespace,
@@ -162,6 +174,10 @@ class Kube:
             {"status": status},
             _content_type="application/merge-patch+json",
         )
+        try:
+            return int(patched["metadata"]["resourceVersion"])
+        except (KeyError, TypeError, ValueError):
+            return 0
 
     async def event(self, obj: dict, kind: str, reason: str, message: str) -> None:
         metadata = obj["metadata"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from authgate.errors import DiscoveryFailed, EgressError, UpstreamRefused, UpstreamUnavailable
 from authgate.outbound.discovery import Discovery
 from authgate.outbound.egress import EgressClient
-from authgate.outbound.oauth_client import authenticated_form
+from authgate.outbound.oauth_client import post_form
 from authgate.policy.snapshot import CompiledUpstream
 
 log = logging.getLogger("authgate.facade")
@@ -69,15 +69,9 @@ class Upstream:
         )
 
     async def _post(self, upstream: CompiledUpstream, url: str, form: dict[str, str]) -> tuple[int, dict]:
-        form, auth = authenticated_form(form, upstream.client_id, upstream.client_secret)
         try:
-            response = await self._egress.request(
-                "POST",
-                url,
-                data=form,
-                auth=auth,
-                headers={"Accept": "application/json"},
-                max_bytes=MAX_TOKEN_RESPONSE_BYTES,
+            response = await post_form(
+                self._egress, url, form, upstream.client_id, upstream.client_secret, MAX_TOKEN_RESPONSE_BYTES
             )
             body = response.json_object() if response.content else {}
         except EgressError as error:

@@ -12,8 +12,9 @@ from authgate.policy.compile import (
     snapshot_document,
 )
 from authgate.policy.loader import Loaded, PolicySource, Secrets, load_files, parse_manifests
+from authgate.policy.secret_refs import SecretReference, secret_names, secret_refs
 from authgate.policy.snapshot import EMPTY_SNAPSHOT, FORMAT_VERSION, CompiledPolicy, Snapshot
-from authgate.policy.validate import ValidationSettings
+from authgate.policy.validation import ValidationSettings
 
 __all__ = [
     "EMPTY_SNAPSHOT",
@@ -22,6 +23,7 @@ __all__ = [
     "CompiledPolicy",
     "Loaded",
     "PolicySource",
+    "SecretReference",
     "Secrets",
     "Snapshot",
     "ValidationSettings",
@@ -31,5 +33,7 @@ __all__ = [
     "compile_strict",
     "load_files",
     "parse_manifests",
+    "secret_names",
+    "secret_refs",
     "snapshot_document",
 ]

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from authgate.errors import PolicyError, PolicyIssue
+from authgate.policy.defaults import effective_hosts, effective_prefixes, facade_issuer
 from authgate.policy.loader import Loaded, PolicySource, Secrets, load_files, parse_manifests
-from authgate.policy.model import ASYMMETRIC_ALGORITHMS, PolicySpec
+from authgate.policy.model import ASYMMETRIC_ALGORITHMS, IssuerSpec, PolicySpec
+from authgate.policy.ownership import resolve_ownership
+from authgate.policy.secret_refs import secret_value
 from authgate.policy.snapshot import (
     FORMAT_VERSION,
     ClaimRoleMapping,
@@ -31,14 +34,8 @@ from authgate.policy.snapshot import (
     IntrospectionClient,
     Snapshot,
 )
-from authgate.policy.validate import (
-    ValidationSettings,
-    effective_hosts,
-    effective_prefixes,
-    facade_issuer,
-    resolve_ownership,
-    validate_policy,
-)
+from authgate.policy.validate import validate_policy
+from authgate.policy.validation import ValidationSettings
 from authgate.urls import normalize_path, parse_url
 
 _UID_NAMESPACE = uuid.UUID("6f1f4a9e-8d55-4d57-9a0e-3b3c8b0f7a11")
@@ -87,8 +84,7 @@ def _compile_exchange(spec: PolicySpec, namespace: str, name: str, uid: str, sec
         return None
     secret = None
     if exchange.client_secret_ref is not None:
-        ref = exchange.client_secret_ref
-        secret = (secrets.get(namespace, ref.name, ref.key) or b"").decode()
+        secret = secret_value(secrets, namespace, exchange.client_secret_ref)
     certificate = None
     if exchange.client_certificate_secret_ref is not None:
         cert_name = exchange.client_certificate_secret_ref.name
@@ -131,8 +127,7 @@ def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> Compi
     upstream = facade.upstream
     secret = None
     if upstream.client_secret_ref is not None:
-        ref = upstream.client_secret_ref
-        secret = (secrets.get(namespace, ref.name, ref.key) or b"").decode()
+        secret = secret_value(secrets, namespace, upstream.client_secret_ref)
     return CompiledFacade(
         issuer=issuer,
         host=parts.host,
@@ -154,6 +149,38 @@ def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> Compi
     )
 
 
+def _compile_issuer(entry: IssuerSpec, spec: PolicySpec, ref: str, uid: str, secrets: Secrets) -> CompiledIssuer:
+    namespace = ref.split("/", 1)[0]
+    audiences = frozenset(normalize_audience(a) for a in (entry.audiences or [spec.resource]))
+    algorithms = frozenset(entry.algorithms or ASYMMETRIC_ALGORITHMS)
+    introspection = None
+    if entry.introspection is not None:
+        secret = secret_value(secrets, namespace, entry.introspection.client_secret_ref)
+        introspection = IntrospectionClient(entry.introspection.endpoint, entry.introspection.client_id, secret)
+    identity = {
+        "policy": ref,
+        "uid": uid,
+        "issuer": entry.issuer,
+        "jwksUri": entry.jwks_uri,
+        "audiences": sorted(audiences),
+        "algorithms": sorted(algorithms),
+        "skew": entry.clock_skew_seconds,
+        "typ": entry.require_typ,
+        "claims": entry.required_claims,
+    }
+    return CompiledIssuer(
+        issuer=entry.issuer,
+        jwks_uri=entry.jwks_uri,
+        audiences=audiences,
+        algorithms=algorithms,
+        clock_skew_seconds=entry.clock_skew_seconds,
+        require_typ=entry.require_typ,
+        required_claims=tuple(entry.required_claims),
+        introspection=introspection,
+        cache_key=_digest(identity),
+    )
+
+
 def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
     """Compile one policy that `validate_policy` accepted."""
     policy = source.policy
@@ -161,41 +188,7 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
     namespace, name = policy.metadata.namespace, policy.metadata.name
     uid = policy.metadata.uid or str(uuid.uuid5(_UID_NAMESPACE, f"{namespace}/{name}"))
 
-    issuers = []
-    for entry in spec.issuers:
-        audiences = frozenset(normalize_audience(a) for a in (entry.audiences or [spec.resource]))
-        algorithms = frozenset(entry.algorithms or ASYMMETRIC_ALGORITHMS)
-        introspection = None
-        if entry.introspection is not None:
-            ref = entry.introspection.client_secret_ref
-            secret = secrets.get(namespace, ref.name, ref.key) or b""
-            introspection = IntrospectionClient(
-                entry.introspection.endpoint, entry.introspection.client_id, secret.decode()
-            )
-        identity = {
-            "policy": f"{namespace}/{name}",
-            "uid": uid,
-            "issuer": entry.issuer,
-            "jwksUri": entry.jwks_uri,
-            "audiences": sorted(audiences),
-            "algorithms": sorted(algorithms),
-            "skew": entry.clock_skew_seconds,
-            "typ": entry.require_typ,
-            "claims": entry.required_claims,
-        }
-        issuers.append(
-            CompiledIssuer(
-                issuer=entry.issuer,
-                jwks_uri=entry.jwks_uri,
-                audiences=audiences,
-                algorithms=algorithms,
-                clock_skew_seconds=entry.clock_skew_seconds,
-                require_typ=entry.require_typ,
-                required_claims=tuple(entry.required_claims),
-                introspection=introspection,
-                cache_key=_digest(identity),
-            )
-        )
+    issuers = [_compile_issuer(entry, spec, f"{namespace}/{name}", uid, secrets) for entry in spec.issuers]
 
     scope_roles: dict[str, tuple[str, ...]] = {}
     for mapping in spec.scope_roles:

@@ -1,7 +1,7 @@
 """YAML streams and snapshot documents → typed OAuthPolicies and Secrets, with precise issues.
 
-Nothing here looks beyond one document: cross-field and cross-policy checks are in
-`validate.py`, so the operator (which reads objects from the API, not files) shares them.
+Nothing here looks beyond one document: cross-field checks are in `validate.py`, cross-policy
+ones in `ownership.py`, so the operator (which reads objects from the API, not files) shares them.
 """
 
 from __future__ import annotations

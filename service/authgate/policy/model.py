@@ -7,6 +7,7 @@ checks that need more than one field live in `validate.py`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -50,6 +51,13 @@ class SecretKeyRef(_Spec):
 
 class SecretRef(_Spec):
     name: Name
+
+
+@dataclass(frozen=True)
+class RequiredKeys:
+    """Field metadata: the keys a whole-Secret reference (`SecretRef`) must find in its Secret."""
+
+    keys: tuple[str, ...]
 
 
 class Introspection(_Spec):
@@ -128,7 +136,8 @@ class TokenExchange(_Spec):
     issuer: NonEmpty | None = None
     client_id: NonEmpty
     client_secret_ref: SecretKeyRef | None = None
-    client_certificate_secret_ref: SecretRef | None = None
+    # RFC 8705 mTLS: tls.crt and tls.key are required, ca.crt is optional.
+    client_certificate_secret_ref: Annotated[SecretRef | None, RequiredKeys(("tls.crt", "tls.key"))] = None
     audience: NonEmpty | None = None
     resource: NonEmpty | None = None
     scopes: list[NonEmpty] = Field(default_factory=list)

@@ -1,0 +1,137 @@
+"""The operator's decisions, as pure functions of what it observed: which snapshot to
+publish and under which generation, and which status patches and Events to write.
+
+The controller gathers the inputs (the policy index, Secrets, endpoints, the replicas'
+reports) and applies the results; every rule is here, unit-tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from authgate_operator.cluster import Compiled, policy_ref
+from authgate_operator.status import SyncState, desired_status, issuer_state, status_patch
+
+
+# -- the snapshot -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Published:
+    """The snapshot every replica must enforce, and whether its Secret holds it yet."""
+
+    generation: int = 0
+    version: str | None = None
+    document: Mapping = field(default_factory=dict)
+    body: bytes = b""  # the PUT body
+    stored: bool = False
+
+
+def publish(compiled: Compiled, generation: int) -> Published:
+    document = compiled.document(generation)
+    return Published(generation, compiled.version, document, json.dumps(document, separators=(",", ":")).encode())
+
+
+def plan_snapshot(compiled: Compiled, previous: Published) -> Published:
+    """Unchanged content keeps its snapshot; new content gets the next generation (a restarted
+    operator starts from the generation and version its Secret stored)."""
+    if compiled.version == previous.version and previous.body:
+        return previous
+    generation = previous.generation + 1 if compiled.version != previous.version else previous.generation
+    return publish(compiled, generation)
+
+
+def go_past(compiled: Compiled, published: Published, reports: Iterable) -> Published | None:
+    """A replica already has a later generation (the Secret was not stored): publish past it."""
+    newer = max((r.generation or 0 for r in reports), default=0)
+    return publish(compiled, newer + 1) if newer > published.generation else None
+
+
+def sync_state(published: Published, replicas: int, reports: Sequence, store_error: str | None) -> SyncState:
+    synced = sum(1 for r in reports if r.enforces(published.generation, published.version))
+    errors = [r.error for r in reports if r.error]
+    return SyncState(
+        generation=published.generation,
+        replicas=replicas,
+        synced=synced,
+        push_error=store_error or (errors[0] if errors else None),
+        issuer_state=issuer_state(reports),
+    )
+
+
+# -- status and events ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Written:
+    """A status the operator wrote, at the resourceVersion the API answered."""
+
+    uid: str | None
+    resource_version: int
+    status: Mapping
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PolicyReport:
+    """What to write for one policy: a status merge patch (None: unchanged), then Events."""
+
+    policy: Mapping
+    patch: dict | None
+    events: list[Event]
+
+
+@dataclass(frozen=True)
+class Report:
+    policies: list[PolicyReport]
+    events_sent: dict[tuple[str, str], str]  # (policy, kind) → the last message, so none repeats
+
+
+def current_status(obj: Mapping, written: Mapping[str, Written]) -> Mapping | None:
+    """The status a reader sees: ours, when the index has not caught up with our last write."""
+    metadata = obj.get("metadata", {})
+    mine = written.get(policy_ref(obj))
+    try:
+        version = int(metadata.get("resourceVersion", "0"))
+    except ValueError:
+        version = 0
+    if mine is not None and mine.uid == metadata.get("uid") and mine.resource_version >= version:
+        return mine.status
+    return obj.get("status")
+
+
+def plan_report(
+    policies: Sequence[Mapping],
+    compiled: Compiled,
+    sync: SyncState,
+    written: Mapping[str, Written],
+    events_sent: Mapping[tuple[str, str], str],
+    now: str,
+) -> Report:
+    sent = dict(events_sent)
+    reports = []
+    for obj in policies:
+        desired = desired_status(obj, compiled, sync)
+        patch = status_patch(current_status(obj, written), desired, now)
+        reports.append(PolicyReport(obj, patch, _events(policy_ref(obj), compiled, sync, sent)))
+    return Report(reports, sent)
+
+
+def _events(ref: str, compiled: Compiled, sync: SyncState, sent: dict[tuple[str, str], str]) -> list[Event]:
+    """A rejection and a push failure are each told once per distinct message."""
+    events = []
+    problems = compiled.issues.get(ref)
+    message = "; ".join(str(p) for p in problems) if problems else ""
+    if sent.get((ref, "Rejected")) != message:
+        sent[(ref, "Rejected")] = message
+        if problems:
+            events.append(Event("Warning", problems[0].reason, message))
+    push = sync.push_error if ref in compiled.accepted else None
+    if push and sent.get((ref, "PushFailed")) != push:
+        sent[(ref, "PushFailed")] = push
+        events.append(Event("Warning", "PushFailed", push))
+    return events
