@@ -56,3 +56,12 @@ def test_read_object_wants_an_object() -> None:
 def test_json_input_error_is_a_value_error() -> None:
     # callers that caught json's ValueError keep working
     assert issubclass(JSONInputError, ValueError)
+
+
+def test_duplicate_members_are_refused_where_asked():
+    text = '{"iss": "https://evil.example.com", "iss": "https://idp.example.com"}'
+    assert bounded_json.read(text, 100)["iss"] == "https://idp.example.com"  # answers: the last, as RFC 8259 allows
+    with pytest.raises(JSONInputError, match="not JSON"):
+        bounded_json.read(text, 100, unique_members=True)  # tokens: refused (RFC 7519 §4)
+    with pytest.raises(JSONInputError):
+        bounded_json.read('{"a": {"b": 1, "b": 2}}', 100, unique_members=True)  # at any depth

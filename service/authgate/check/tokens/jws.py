@@ -73,7 +73,7 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
     except ValueError:
         raise TokenError(f"malformed token: {what} is not base64url") from None
     try:
-        return bounded_json.read_object(decoded, MAX_TOKEN_BYTES)
+        return bounded_json.read_object(decoded, MAX_TOKEN_BYTES, unique_members=True)
     except bounded_json.JSONInputError as error:
         raise TokenError(f"malformed token: {what} is {error}") from None
 
