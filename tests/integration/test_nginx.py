@@ -1,7 +1,7 @@
 """authgate behind nginx `auth_request`: the example config, end to end.
 
 Everything is real: a client (httpx) talks to Debian nginx running
-`examples/nginx/nginx.conf` (tests/support/nginx.py only moves its ports), which
+`examples/nginx/nginx.conf` (tests/infra/nginx.py only moves its ports), which
 asks a real `authgate serve` process and proxies to an echo app that shows which
 headers reached it. Tokens come from a local discovery + JWKS issuer.
 
@@ -18,9 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import LOCAL_EGRESS
+from tests.infra.jwks_server import JwksServer
+from tests.infra.nginx import Nginx
+from tests.infra.upstream import EchoUpstream
 from tests.support import proxy_cases
-from tests.support.authgate import Authgate
+from tests.support.authgate import LOCAL_EGRESS, Authgate
 from tests.support.edge import (
     OUTAGE_RESOURCE,
     RESOURCE,
@@ -31,9 +33,6 @@ from tests.support.edge import (
 from tests.support.edge import (
     down_issuer as stopped_issuer,
 )
-from tests.support.jwks_server import JwksServer
-from tests.support.nginx import Nginx
-from tests.support.upstream import EchoUpstream
 
 pytestmark = pytest.mark.integration
 

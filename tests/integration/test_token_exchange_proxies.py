@@ -2,7 +2,7 @@
 under load.
 
 One oidc-provider (token-exchange grant, RFC 8705 mTLS listener), one `authgate serve`
-and one echo app serve the module. The examples run as shipped (tests/support only moves
+and one echo app serve the module. The examples run as shipped (tests/infra only moves
 their ports): nginx `auth_request` (examples/nginx/nginx.conf), Envoy ext_authz over HTTP
 (envoy-http.yaml) and over gRPC (envoy-grpc.yaml). Through each of them the app sees
 exactly one Authorization header, the exchanged token (aud = the downstream audience,
@@ -27,11 +27,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import assert_clean_log, assert_no_token_in, require_tool
-from tests.support.authgate import Authgate
-from tests.support.edge import HOST, IDENTITY_HEADERS, RESOURCE, Edge, values
-from tests.support.envoy import Envoy
-from tests.support.idp import (
+from tests.infra.availability import require_tool
+from tests.infra.envoy import Envoy
+from tests.infra.idp import (
     EXCHANGE_AUDIENCE,
     EXCHANGE_CLIENT,
     MTLS_EXCHANGE_CLIENT,
@@ -41,7 +39,12 @@ from tests.support.idp import (
     OidcProvider,
     install_problem,
 )
-from tests.support.nginx import Nginx
+from tests.infra.nginx import Nginx
+from tests.infra.tls import TestCA
+from tests.infra.upstream import EchoUpstream
+from tests.support.authgate import Authgate
+from tests.support.edge import HOST, IDENTITY_HEADERS, RESOURCE, Edge, values
+from tests.support.leaks import assert_clean_log, assert_no_token_in
 from tests.support.proxy_cases import (
     basic_exchange,
     claims,
@@ -53,8 +56,6 @@ from tests.support.proxy_cases import (
     require_nginx,
     service_token,
 )
-from tests.support.tls import TestCA
-from tests.support.upstream import EchoUpstream
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """authgate behind Traefik v3 ForwardAuth: the example configs, end to end.
 
 A client (httpx) talks to Traefik (built from Go modules by `make tools`) running
-`examples/traefik/traefik.yml` + `dynamic.yml` (tests/support/traefik.py only moves their
+`examples/traefik/traefik.yml` + `dynamic.yml` (tests/infra/traefik.py only moves their
 ports), which asks a real `authgate serve` on `/ext-authz/traefik` and routes to an echo
 app that shows which headers reached it.
 """
@@ -13,9 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import LOCAL_EGRESS
+from tests.infra.jwks_server import JwksServer
+from tests.infra.tools import require_built
+from tests.infra.traefik import Traefik
+from tests.infra.upstream import EchoUpstream
 from tests.support import proxy_cases
-from tests.support.authgate import Authgate
+from tests.support.authgate import LOCAL_EGRESS, Authgate
 from tests.support.edge import (
     ADMIN_TOOL,
     IDENTITY_HEADERS,
@@ -31,10 +34,6 @@ from tests.support.edge import (
 from tests.support.edge import (
     down_issuer as stopped_issuer,
 )
-from tests.support.jwks_server import JwksServer
-from tests.support.tools import require_built
-from tests.support.traefik import Traefik
-from tests.support.upstream import EchoUpstream
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.infra.jwks_server import JwksServer
+from tests.infra.upstream import EchoUpstream
 from tests.support.authgate import Authgate
-from tests.support.jwks_server import JwksServer
-from tests.support.upstream import EchoUpstream
+from tests.support.leaks import MINTED_TOKENS, assert_clean_log
 
 HOST = "mcp.example.com"
 RESOURCE = "https://mcp.example.com/mcp"
@@ -105,16 +106,14 @@ def down_issuer() -> Iterator[JwksServer]:
 @contextlib.contextmanager
 def edge_authgate(directory: Path, issuer_url: str, down_issuer_url: str, args: list[str]) -> Iterator[Authgate]:
     """`authgate serve` with the edge policies; at the end its log is checked for tokens."""
-    from tests import conftest
-
     instance = Authgate(directory, policies(issuer_url, down_issuer_url), args, name="authgate").start()
     try:
         yield instance
     finally:
         instance.stop()
     # The guard is only as good as the set the `mint` fixture fills: make sure it is that one.
-    assert conftest.MINTED_TOKENS, "no token was minted: the leak check would check nothing"
-    conftest.assert_clean_log(instance.log(), str(instance.process.log_path))
+    assert MINTED_TOKENS, "no token was minted: the leak check would check nothing"
+    assert_clean_log(instance.log(), str(instance.process.log_path))
 
 
 class Edge:

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.conftest import MINTED_TOKENS, require_tool
+from tests.infra.availability import require_tool
+from tests.infra.envoy import Envoy, envoy_binary
+from tests.infra.idp import EXCHANGE_AUDIENCE, EXCHANGE_CLIENT, MTLS_EXCHANGE_CLIENT, SERVICE_CLIENT, OidcProvider
+from tests.infra.jwks_server import JwksServer
+from tests.infra.keys import SigningKey, nested_segment, raw_claims
+from tests.infra.nginx import Nginx
+from tests.infra.upstream import EchoUpstream
 from tests.support.authgate import Authgate
 from tests.support.edge import (
     ADMIN_TOOL,
@@ -33,12 +39,7 @@ from tests.support.edge import (
     forged_identity_headers,
     values,
 )
-from tests.support.envoy import Envoy, envoy_binary
-from tests.support.idp import EXCHANGE_AUDIENCE, EXCHANGE_CLIENT, MTLS_EXCHANGE_CLIENT, SERVICE_CLIENT, OidcProvider
-from tests.support.jwks_server import JwksServer
-from tests.support.keys import SigningKey, nested_segment, raw_claims
-from tests.support.nginx import Nginx
-from tests.support.upstream import EchoUpstream
+from tests.support.leaks import MINTED_TOKENS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ADMIN_TOOL_CALL = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_reset"}}'

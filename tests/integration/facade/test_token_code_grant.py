@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.infra.idp import TOKEN_EXCHANGE_GRANT
 from tests.support.facade import (
     FACADE_ISSUER,
     FACADE_RESOURCE,
@@ -22,7 +23,6 @@ from tests.support.facade import (
     oauth_error,
     pkce_pair,
 )
-from tests.support.idp import TOKEN_EXCHANGE_GRANT
 
 from authgate.facade.endpoints import CODE_TTL
 from authgate.sealing import SealError, SealingKeys
