@@ -120,13 +120,19 @@ class Edge:
     """The client's view: requests to the proxy as mcp.example.com, plus what the app and
     authgate saw. With `send_request_id`, each request carries its own X-Request-Id (nginx
     and Traefik pass it on); otherwise the proxy's id is read back (Envoy at the edge
-    replaces the client's)."""
+    replaces the client's). `name` is the proxy's (tests/support/proxy_cases.py PROXIES)."""
 
     def __init__(
-        self, proxy: Any, client: httpx.Client, app: EchoUpstream, authgate: Authgate, send_request_id: bool = True
+        self,
+        proxy: Any,
+        client: httpx.Client,
+        app: EchoUpstream,
+        authgate: Authgate,
+        send_request_id: bool = True,
+        name: str = "",
     ) -> None:
         self.proxy, self.client, self.app, self.authgate = proxy, client, app, authgate
-        self.send_request_id = send_request_id
+        self.send_request_id, self.name = send_request_id, name
         self.seen = len(app.requests)
         self.request_id = ""
 

@@ -1,24 +1,19 @@
-"""authgate behind Traefik v3 ForwardAuth: the example configs, end to end.
+"""authgate behind Traefik v3 ForwardAuth: what Traefik does its own way.
 
 A client (httpx) talks to Traefik (built from Go modules by `make tools`) running
 `examples/traefik/traefik.yml` + `dynamic.yml` (tests/infra/traefik.py only moves their
 ports), which asks a real `authgate serve` on `/ext-authz/traefik` and routes to an echo
-app that shows which headers reached it.
+app that shows which headers reached it (tests/integration/proxies/conftest.py). The
+scenarios Traefik shares with the other proxies are in test_through_proxies.py; here are
+its own checks of the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import httpx
 import pytest
 from tests.infra.jwks_server import JwksServer
-from tests.infra.tools import require_built
-from tests.infra.traefik import Traefik
-from tests.infra.upstream import EchoUpstream
-from tests.support import proxy_cases
-from tests.support.authgate import LOCAL_EGRESS, Authgate
 from tests.support.edge import (
     ADMIN_TOOL,
     IDENTITY_HEADERS,
@@ -27,60 +22,11 @@ from tests.support.edge import (
     OUTAGE_RESOURCE,
     RESOURCE,
     Edge,
-    edge_authgate,
     forged_identity_headers,
     values,
 )
-from tests.support.edge import (
-    down_issuer as stopped_issuer,
-)
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def down_issuer() -> Iterator[JwksServer]:
-    with stopped_issuer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def authgate(issuer: JwksServer, down_issuer: JwksServer, tmp_path_factory) -> Iterator[Authgate]:
-    with edge_authgate(
-        tmp_path_factory.mktemp("authgate-traefik"), issuer.issuer, down_issuer.issuer, list(LOCAL_EGRESS)
-    ) as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def app() -> Iterator[EchoUpstream]:
-    with EchoUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="module")
-def traefik(authgate: Authgate, app: EchoUpstream, tmp_path_factory) -> Iterator[Traefik]:
-    binary = require_built("traefik")
-    proxy = Traefik(
-        Path(tmp_path_factory.mktemp("traefik")),
-        binary=binary,
-        check_port=authgate.check_port,
-        public_port=authgate.port,
-        app_port=app.port,
-    )
-    with proxy:
-        yield proxy
-
-
-@pytest.fixture
-def edge(traefik: Traefik, client: httpx.Client, app: EchoUpstream, authgate: Authgate) -> Edge:
-    return Edge(traefik, client, app, authgate)
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(trust_env=False, timeout=10) as http:
-        yield http
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("proxy", ["traefik"], indirect=True)]
 
 
 def test_reader_reaches_the_app_with_its_identity(edge: Edge, mint: Callable[..., str], issuer: JwksServer) -> None:
@@ -167,11 +113,6 @@ def test_encoded_separators_never_reach_the_app(edge: Edge, mint: Callable[..., 
     response = edge.request("/", raw_target=raw_target, token=mint(audience=RESOURCE, scope="mcp:read"))
     assert response.status_code == 400
     assert edge.new_app_requests() == []
-
-
-@pytest.mark.parametrize("raw_target", proxy_cases.AMBIGUOUS_PATH_TARGETS)
-def test_ambiguous_path_is_refused(edge: Edge, raw_target: str) -> None:
-    proxy_cases.ambiguous_path_is_refused(edge, raw_target)
 
 
 def test_a_longer_name_is_not_under_the_mcp_prefix(edge: Edge, mint: Callable[..., str]) -> None:
