@@ -1,5 +1,5 @@
 """Drivers of the third-party components the tests run for real, on 127.0.0.1, never mocks.
-Nothing here knows authgate's own interfaces (that is tests/support).
+Nothing here imports tests/support or authgate itself (authgate's drivers are in tests/support).
 
 - `availability`: a missing tool skips locally and fails under CI=true.
 - `ports`, `processes`, `threaded_server`: free ports; a process or an in-thread Uvicorn

@@ -7,7 +7,8 @@ each started once per module.
         edge.request("/mcp")          # through nginx, each Envoy, Traefik in turn
 
 The proxy's binary is checked before authgate starts: a missing one skips (locally) or
-fails (CI=true) without starting anything.
+fails (CI=true) without starting anything. A module overrides `authgate` (or `client`)
+for its own (test_token_exchange_proxies.py); the proxy and the edge follow.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Any
 import httpx
 import pytest
 from tests.infra.jwks_server import JwksServer
+from tests.infra.nginx import Nginx
 from tests.infra.upstream import EchoUpstream
 from tests.support import proxy_cases
 from tests.support.authgate import LOCAL_EGRESS, Authgate
 from tests.support.edge import Edge, edge_authgate
 from tests.support.edge import down_issuer as stopped_issuer
+from tests.support.leaks import assert_no_token_in
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,11 @@ def proxy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     work_dir = Path(tmp_path_factory.mktemp(name))
     with proxy_cases.example_proxy(name, work_dir, authgate, app) as started:
         yield started
+    # A proxy logs what it was sent, too: no token may be in its log either.
+    assert started.process is not None
+    assert_no_token_in(started.process.read_log(), f"the {name} log")
+    if isinstance(started, Nginx) and started.access_log.exists():
+        assert_no_token_in(started.access_log.read_text(errors="replace"), "the nginx access log")
 
 
 @pytest.fixture
