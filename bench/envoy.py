@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import yaml
-from tests.support.ports import free_port
+from tests.infra.ports import free_port
 
 from bench import throughput
 from bench.issuer import CHECK_URL, RESOURCE, SCOPE, StaticIssuer, policy_yaml

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.infra.idp import OidcProvider, default_clients, install_problem
+from tests.infra.tls import TestCA
 from tests.support.authgate import Authgate
 from tests.support.facade import (
     FACADE_ISSUER,
@@ -41,8 +43,6 @@ from tests.support.facade import (
     sealing_keys_file,
     upstream_client_metadata,
 )
-from tests.support.idp import OidcProvider, default_clients, install_problem
-from tests.support.tls import TestCA
 
 from authgate.sealing import SealingKeys
 from bench.micro import best_sync

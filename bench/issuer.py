@@ -1,6 +1,6 @@
 """A static token issuer for the benchmarks: fresh keys, discovery and JWKS on 127.0.0.1.
 
-Served by the tests' JWKS server (tests/support/jwks_server.py, Uvicorn in a thread of
+Served by the tests' JWKS server (tests/infra/jwks_server.py, Uvicorn in a thread of
 the bench process); it is asked only while authgate starts (discovery, JWKS), so it costs
 nothing during the measured runs.
 """
@@ -13,8 +13,8 @@ import uuid
 from typing import Any
 
 from jwcrypto import jws
-from tests.support.jwks_server import JwksServer
-from tests.support.keys import SigningKey
+from tests.infra.jwks_server import JwksServer
+from tests.infra.keys import SigningKey
 
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 from kubernetes_asyncio import client
-from tests.support.cluster import session_cluster, stop_session_cluster
+from tests.infra.cluster import session_cluster, stop_session_cluster
+from tests.infra.netns import NetnsHost, require_netns
 from tests.support.installation import System, eventually, policy
-from tests.support.netns import NetnsHost, require_netns
 
 REPORT = Path(__file__).with_name("OPERATOR.md")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from tests.support.ports import free_port
+from tests.infra.ports import free_port
 
 from bench.issuer import CHECK_URL
 

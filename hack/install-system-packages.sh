@@ -8,7 +8,7 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)  # network-namespace test hosts
-[ -x /usr/bin/chromium ] || need+=(chromium)  # tests/support/browser.py launches this very path
+[ -x /usr/bin/chromium ] || need+=(chromium)  # tests/infra/browser.py launches this very path
 command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,34 +1,23 @@
-"""Shared fixtures: signing keys, a fault-injecting issuer, authgate processes, and the
-guard that fails a test whenever a token it minted shows up in a captured log."""
+"""Shared fixtures: signing keys, a fault-injecting issuer, authgate processes (their logs
+checked by tests/support/leaks.py), a control plane and network-namespace test hosts."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 # Before anything imports them: pytest then explains a failed assert inside tests/support
-# (shared scenarios such as tests/support/proxy_cases.py) as it does in a test module.
-pytest.register_assert_rewrite("tests.support")
+# (shared scenarios such as tests/support/proxy_cases.py) and tests/infra as it does in a
+# test module.
+pytest.register_assert_rewrite("tests.support", "tests.infra")
 
+from tests.infra.cluster import Cluster, session_cluster, stop_session_cluster
+from tests.infra.jwks_server import JwksServer
+from tests.infra.keys import SigningKey, claims
 from tests.support.authgate import Authgate
-from tests.support.cluster import Cluster, session_cluster, stop_session_cluster
-from tests.support.jwks_server import JwksServer
-from tests.support.keys import SigningKey, claims
-
-IN_CI = os.environ.get("CI") == "true"
-MINTED_TOKENS: set[str] = set()
-
-
-def require_tool(problem: str | None) -> None:
-    """Skip locally when a tool is missing; under CI=true a missing tool fails the test."""
-    if problem is None:
-        return
-    if IN_CI:
-        pytest.fail(problem)
-    pytest.skip(problem)
+from tests.support.leaks import MINTED_TOKENS, assert_clean_log
 
 
 @pytest.fixture(scope="session")
@@ -62,18 +51,6 @@ def mint(signing_keys: dict[str, SigningKey], issuer: JwksServer) -> Callable[..
     return make
 
 
-def assert_no_token_in(text: str, where: str) -> None:
-    for token in MINTED_TOKENS:
-        signature = token.rsplit(".", 1)[-1]
-        assert token not in text and (len(signature) < 16 or signature not in text), f"a token leaked into {where}"
-
-
-def assert_clean_log(text: str, where: str) -> None:
-    """An authgate log: no token, and no traceback (bad input is answered, never crashed on)."""
-    assert_no_token_in(text, where)
-    assert "Traceback (most recent call last)" not in text, f"a traceback in {where}"
-
-
 @pytest.fixture
 def start_authgate(tmp_path: Path) -> Iterator[Callable[..., Authgate]]:
     """start_authgate(policy_yaml, *extra_args) → a running `authgate serve`; its log is
@@ -90,9 +67,6 @@ def start_authgate(tmp_path: Path) -> Iterator[Callable[..., Authgate]]:
         instance.stop()
     for instance in started:
         assert_clean_log(instance.log(), str(instance.process.log_path))
-
-
-LOCAL_EGRESS = ("--insecure-http", "--egress-allow", "127.0.0.1")
 
 
 def policy_yaml(
@@ -132,7 +106,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def netns_host() -> Iterator[Callable[..., object]]:
     """netns_host("auth0") -> a NetnsHost (ag-auth0, 10.200.<i>.2), removed after the test."""
-    from tests.support.netns import NetnsHost, require_netns
+    from tests.infra.netns import NetnsHost, require_netns
 
     require_netns()
     hosts: list[NetnsHost] = []

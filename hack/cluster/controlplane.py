@@ -9,7 +9,7 @@ One implementation for both users:
   `python -m hack.cluster.controlplane up|down|status` (status exits 3 when down):
   state in `.local/cluster/`, admin kubeconfig in `.local/kubeconfig`, processes
   detached (they outlive the script).
-- the pytest session fixture (tests/support/cluster.py) starts one in a temporary
+- the pytest session fixture (tests/infra/cluster.py) starts one in a temporary
   directory; its processes die with the test process (PR_SET_PDEATHSIG) if it is killed.
 
     cp = ControlPlane(Path(".local/cluster"), kubeconfig=Path(".local/kubeconfig")).start()
@@ -20,7 +20,7 @@ One implementation for both users:
 Network: the apiserver binds 0.0.0.0 and advertises 10.200.0.1 (`API_ADDRESS`, also the
 address of the `kubernetes` Service's endpoints), so one process serves loopback clients
 (`cp.server`, the kubeconfig) and processes in the test network namespaces
-(tests/support/netns.py), which reach it at `https://10.200.0.1:<port>` (`cp.netns_server`)
+(tests/infra/netns.py), which reach it at `https://10.200.0.1:<port>` (`cp.netns_server`)
 through 10.200.0.1/32 on the host's loopback device (label lo:ag-api, added by netns.py
 as root). Binding only 10.200.0.1 would make the control plane need root (to add the
 address) and lose 127.0.0.1; the price of 0.0.0.0 is that the port is open on every host

@@ -16,7 +16,7 @@
 //                     claims go into its ID tokens and access tokens
 //   extraTokenClaims  optional object merged into every access token
 //   jwksPath          private JWKS file (RS256, ES256 and EdDSA keys, each with
-//                     alg, use and kid; tests/support/idp.py writes a fresh one).
+//                     alg, use and kid; tests/infra/idp.py writes a fresh one).
 //                     Not generated here: Node 20 can deadlock when a GC runs
 //                     during the JWK export of a freshly generated RSA key
 //                     (KeyGenJob destructor vs ExportJWK, seen ~1 start in 10).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the offline, strict kubeconform schema directory for tests/integration/
-# test_cluster_manifests.py (tests/support/schemas.py finds it):
+# test_cluster_manifests.py (tests/infra/schemas.py finds it):
 #
 #   $AUTHGATE_TOOLS_DIR/schemas-<key>/{kind}-{group's first label}-{version}.json
 #

@@ -1,5 +1,5 @@
 # Sourced by hack/tools/*.sh: the tool cache root and the Go environment for building
-# into it. Keep the cache-root rule in step with tests/support/tools.py.
+# into it. Keep the cache-root rule in step with tests/infra/tools.py.
 AUTHGATE_TOOLS_DIR="${AUTHGATE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/authgate-tools}"
 export AUTHGATE_TOOLS_DIR
 TOOLS_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

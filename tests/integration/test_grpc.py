@@ -19,8 +19,8 @@ import yaml
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tests.conftest import LOCAL_EGRESS, assert_clean_log
-from tests.support.authgate import Authgate
+from tests.support.authgate import LOCAL_EGRESS, Authgate
+from tests.support.leaks import assert_clean_log
 
 RESOURCE = "https://api.example.com/mcp"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from jwcrypto import jwk, jwt
-from tests.support.idp import (
+from tests.infra.idp import (
     ACCESS_TOKEN_TYPE,
     DEFAULT_USER,
     EXCHANGE_AUDIENCE,
@@ -30,7 +30,7 @@ from tests.support.idp import (
     OidcProvider,
     install_problem,
 )
-from tests.support.tls import TestCA
+from tests.infra.tls import TestCA
 
 pytestmark = pytest.mark.integration
 

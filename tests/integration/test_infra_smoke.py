@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 from jwcrypto import jwk, jwt
-from tests.support import envoy as envoy_support
-from tests.support.envoy import Envoy
-from tests.support.idp import (
+from tests.infra import envoy as envoy_support
+from tests.infra.envoy import Envoy
+from tests.infra.idp import (
     ADMIN_CLAIMS,
     ADMIN_SERVICE_CLIENT,
     CONFIDENTIAL_CLIENT,
@@ -28,11 +28,11 @@ from tests.support.idp import (
     OidcProvider,
     install_problem,
 )
-from tests.support.nginx import Nginx
-from tests.support.ports import free_port
-from tests.support.processes import LinePrefix, Process, ProcessError, TcpPort
-from tests.support.tls import TestCA
-from tests.support.upstream import EchoUpstream
+from tests.infra.nginx import Nginx
+from tests.infra.ports import free_port
+from tests.infra.processes import LinePrefix, Process, ProcessError, TcpPort
+from tests.infra.tls import TestCA
+from tests.infra.upstream import EchoUpstream
 
 pytestmark = pytest.mark.integration
 

@@ -6,10 +6,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from tests.conftest import MINTED_TOKENS, assert_clean_log, require_tool
+from tests.infra.availability import require_tool
+from tests.infra.idp import EXCHANGE_CLIENT, OPAQUE_RESOURCE, SERVICE_CLIENT, OidcProvider, install_problem
+from tests.infra.tls import TestCA
 from tests.support.authgate import Authgate
-from tests.support.idp import EXCHANGE_CLIENT, OPAQUE_RESOURCE, SERVICE_CLIENT, OidcProvider, install_problem
-from tests.support.tls import TestCA
+from tests.support.leaks import MINTED_TOKENS, assert_clean_log
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from tests.conftest import require_tool
-from tests.support.browser import browser_problem, chromium_page
-from tests.support.mcp import McpServer
-from tests.support.tls import TestCA
+from tests.infra.availability import require_tool
+from tests.infra.browser import browser_problem, chromium_page
+from tests.infra.mcp import McpServer
+from tests.infra.tls import TestCA
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """authgate end to end against a real identity provider: npm `oidc-provider` over https.
 
-The IdP (tests/support/idp.py) signs RFC 9068 JWT access tokens in RS256, ES256 and
+The IdP (tests/infra/idp.py) signs RFC 9068 JWT access tokens in RS256, ES256 and
 EdDSA, one resource server per algorithm. authgate runs as the real `authgate serve`
 process; its policies name only the issuer, so it discovers the JWKS URI itself and
 fetches the keys over https, trusting the per-run test CA through `--ca-bundle`.
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import MINTED_TOKENS, require_tool
-from tests.support.authgate import Authgate
-from tests.support.idp import (
+from tests.infra.availability import require_tool
+from tests.infra.idp import (
     ADMIN_SERVICE_CLIENT,
     DEFAULT_USER,
     PUBLIC_CLIENT,
@@ -27,7 +26,9 @@ from tests.support.idp import (
     OidcProvider,
     install_problem,
 )
-from tests.support.tls import TestCA
+from tests.infra.tls import TestCA
+from tests.support.authgate import Authgate
+from tests.support.leaks import MINTED_TOKENS
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import LOCAL_EGRESS, assert_clean_log
-from tests.support.authgate import AUTHGATE, Authgate
+from tests.support.authgate import AUTHGATE, LOCAL_EGRESS, Authgate
+from tests.support.leaks import assert_clean_log
 
 RESOURCE = "https://api.example.com/mcp"
 

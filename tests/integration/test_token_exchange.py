@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from tests.conftest import MINTED_TOKENS, require_tool
-from tests.support.authgate import Authgate
-from tests.support.idp import (
+from tests.infra.availability import require_tool
+from tests.infra.idp import (
     EXCHANGE_AUDIENCE,
     EXCHANGE_CLIENT,
     MTLS_EXCHANGE_CLIENT,
@@ -23,6 +22,9 @@ from tests.support.idp import (
     OidcProvider,
     install_problem,
 )
+from tests.infra.tls import TestCA
+from tests.support.authgate import Authgate
+from tests.support.leaks import MINTED_TOKENS
 from tests.support.proxy_cases import (
     basic_exchange,
     claims,
@@ -30,7 +32,6 @@ from tests.support.proxy_cases import (
     mtls_exchange,
     service_token,
 )
-from tests.support.tls import TestCA
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +76,7 @@ def policies(idp: OidcProvider, pki: TestCA) -> str:
 
 @pytest.fixture(scope="module")
 def authgate(idp: OidcProvider, pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authgate]:
-    from tests.conftest import assert_clean_log
+    from tests.support.leaks import assert_clean_log
 
     instance = Authgate(
         tmp_path_factory.mktemp("exchange-authgate"),

@@ -7,7 +7,7 @@ import re
 import subprocess
 
 import pytest
-from tests.support.tools import TOOLS, require_built, tool_version
+from tests.infra.tools import TOOLS, require_built, tool_version
 
 pytestmark = pytest.mark.integration
 

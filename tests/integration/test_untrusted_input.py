@@ -9,9 +9,9 @@ import json
 import httpx
 import pytest
 import yaml
-from tests.conftest import LOCAL_EGRESS, assert_clean_log
 from tests.integration.test_service import RESOURCE, policy
-from tests.support.authgate import Authgate
+from tests.support.authgate import LOCAL_EGRESS, Authgate
+from tests.support.leaks import assert_clean_log
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_hostile_original_urls_are_400(service, url):
 
 
 def test_a_token_that_was_a_503_with_a_traceback_is_a_401(service, signing_keys, issuer):
-    from tests.support.keys import raw_claims
+    from tests.infra.keys import raw_claims
 
     token = signing_keys["ES256"].sign_raw(raw_claims(issuer.issuer, RESOURCE, exp="1" + "0" * 400))
     response = service.nginx_check(f"{RESOURCE}/tools", "GET", token)

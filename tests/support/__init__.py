@@ -1,9 +1,8 @@
-"""Real-component test infrastructure: processes on 127.0.0.1, never mocks.
+"""authgate's own test drivers and the scenarios several test modules share (the
+third-party components they run against are in tests/infra).
 
-- `ports`: free TCP ports on loopback.
-- `processes`: start a command, wait until it is ready, stop it for sure.
-- `tls`: a per-run test CA issuing server and client certificates.
-- `idp`: the oidc-provider identity provider from `hack/idp/`.
-- `upstream`: an echo server showing which headers reached the app.
-- `nginx`, `envoy`: the example configs from `examples/`, rendered onto test ports.
+- `authgate`: `authgate serve` as a process; `leaks`: the minted-token guard on its logs.
+- `facade`: the OAuth facade driven over HTTP, client and user side.
+- `edge`, `proxy_cases`: authgate behind the example proxies, and the scenarios every proxy runs.
+- `installation`: an authgate installation (chart RBAC, replicas, operator) on the test control plane.
 """

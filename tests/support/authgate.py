@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.support.ports import free_port
-from tests.support.processes import HttpUrl, Process
+from tests.infra.ports import free_port
+from tests.infra.processes import HttpUrl, Process
 
 AUTHGATE = str(Path(sys.executable).with_name("authgate"))
+# Egress to test servers on loopback over plain http (issuers, JWKS, token endpoints).
+LOCAL_EGRESS = ("--insecure-http", "--egress-allow", "127.0.0.1")
 
 
 class Authgate:

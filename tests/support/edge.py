@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.infra.jwks_server import JwksServer
+from tests.infra.upstream import EchoUpstream
 from tests.support.authgate import Authgate
-from tests.support.jwks_server import JwksServer
-from tests.support.upstream import EchoUpstream
+from tests.support.leaks import MINTED_TOKENS, assert_clean_log
 
 HOST = "mcp.example.com"
 RESOURCE = "https://mcp.example.com/mcp"
@@ -105,29 +106,33 @@ def down_issuer() -> Iterator[JwksServer]:
 @contextlib.contextmanager
 def edge_authgate(directory: Path, issuer_url: str, down_issuer_url: str, args: list[str]) -> Iterator[Authgate]:
     """`authgate serve` with the edge policies; at the end its log is checked for tokens."""
-    from tests import conftest
-
     instance = Authgate(directory, policies(issuer_url, down_issuer_url), args, name="authgate").start()
     try:
         yield instance
     finally:
         instance.stop()
     # The guard is only as good as the set the `mint` fixture fills: make sure it is that one.
-    assert conftest.MINTED_TOKENS, "no token was minted: the leak check would check nothing"
-    conftest.assert_clean_log(instance.log(), str(instance.process.log_path))
+    assert MINTED_TOKENS, "no token was minted: the leak check would check nothing"
+    assert_clean_log(instance.log(), str(instance.process.log_path))
 
 
 class Edge:
     """The client's view: requests to the proxy as mcp.example.com, plus what the app and
     authgate saw. With `send_request_id`, each request carries its own X-Request-Id (nginx
     and Traefik pass it on); otherwise the proxy's id is read back (Envoy at the edge
-    replaces the client's)."""
+    replaces the client's). `name` is the proxy's (tests/support/proxy_cases.py PROXIES)."""
 
     def __init__(
-        self, proxy: Any, client: httpx.Client, app: EchoUpstream, authgate: Authgate, send_request_id: bool = True
+        self,
+        proxy: Any,
+        client: httpx.Client,
+        app: EchoUpstream,
+        authgate: Authgate,
+        send_request_id: bool = True,
+        name: str = "",
     ) -> None:
         self.proxy, self.client, self.app, self.authgate = proxy, client, app, authgate
-        self.send_request_id = send_request_id
+        self.send_request_id, self.name = send_request_id, name
         self.seen = len(app.requests)
         self.request_id = ""
 

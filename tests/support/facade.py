@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
-from tests.support.idp import RESOURCES_BY_ALG, Client, OidcProvider
+from tests.infra.idp import RESOURCES_BY_ALG, Client, OidcProvider
 
 FACADE_HOST = "mcp.example.com"
 FACADE_ISSUER = f"https://{FACADE_HOST}"

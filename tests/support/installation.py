@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import yaml
-from tests.support.cluster import Cluster
-from tests.support.processes import HttpUrl, Process
-from tests.support.tools import require_built
+from tests.infra.cluster import Cluster
+from tests.infra.processes import HttpUrl, Process
+from tests.infra.tools import require_built
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTHGATE = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "authgate")

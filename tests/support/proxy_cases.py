@@ -1,11 +1,12 @@
 """What the through-proxy test modules share: the shipped example proxies started in front
-of an authgate and an app, the scenarios nginx and Envoy both pass, and the token-exchange
-settings authgate uses against the test IdP.
+of an authgate and an app, the scenarios every proxy runs, and the token-exchange settings
+authgate uses against the test IdP.
 
-The scenario functions are the bodies of tests that test_nginx.py and test_envoy.py both
-run under the same name; each takes the `Edge` (and so the proxy) it runs through. They
-assert like a test does; tests/conftest.py registers tests/support for pytest's assert
-rewriting, which keeps its explanation of a failed assert.
+The scenario functions are the bodies of the tests in
+tests/integration/proxies/test_through_proxies.py, run once per proxy; each takes the
+`Edge` (and so the proxy) it runs through. They assert like a test does; tests/conftest.py
+registers tests/support for pytest's assert rewriting, which keeps its explanation of a
+failed assert.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.conftest import MINTED_TOKENS, require_tool
+from tests.infra.availability import require_tool
+from tests.infra.envoy import Envoy, envoy_binary
+from tests.infra.idp import EXCHANGE_AUDIENCE, EXCHANGE_CLIENT, MTLS_EXCHANGE_CLIENT, SERVICE_CLIENT, OidcProvider
+from tests.infra.jwks_server import JwksServer
+from tests.infra.keys import SigningKey, nested_segment, raw_claims
+from tests.infra.nginx import Nginx
+from tests.infra.tools import require_built
+from tests.infra.traefik import Traefik
+from tests.infra.upstream import EchoUpstream
 from tests.support.authgate import Authgate
 from tests.support.edge import (
     ADMIN_TOOL,
@@ -33,18 +42,20 @@ from tests.support.edge import (
     forged_identity_headers,
     values,
 )
-from tests.support.envoy import Envoy, envoy_binary
-from tests.support.idp import EXCHANGE_AUDIENCE, EXCHANGE_CLIENT, MTLS_EXCHANGE_CLIENT, SERVICE_CLIENT, OidcProvider
-from tests.support.jwks_server import JwksServer
-from tests.support.keys import SigningKey, nested_segment, raw_claims
-from tests.support.nginx import Nginx
-from tests.support.upstream import EchoUpstream
+from tests.support.leaks import MINTED_TOKENS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ADMIN_TOOL_CALL = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_reset"}}'
 
 
 # -- the example proxies ---------------------------------------------------------------------
+# Every proxy the examples ship, by the name tests are parametrised with: nginx
+# `auth_request`, Envoy ext_authz over HTTP, over gRPC, and over gRPC with
+# `encode_raw_headers: true`, and Traefik ForwardAuth.
+PROXIES = ("nginx", "envoy-http", "envoy-grpc", "envoy-grpc-raw-headers", "traefik")
+ENVOYS = ("envoy-http", "envoy-grpc", "envoy-grpc-raw-headers")
+
+
 def require_nginx() -> None:
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
     require_tool(None if found else "nginx not installed: run make tools")
@@ -79,7 +90,52 @@ def example_envoy(work_dir: Path, dialect: str, authgate: Authgate, app: EchoUps
     return proxy
 
 
-# -- scenarios nginx and Envoy both pass -----------------------------------------------------
+def raw_headers_envoy(work_dir: Path, authgate: Authgate, app: EchoUpstream) -> Envoy:
+    """The gRPC example with `encode_raw_headers: true`: Envoy then sends `header_map`, one
+    entry per header value with `raw_value` bytes, instead of the joined `headers` map."""
+    example = (EXAMPLES / "envoy" / "envoy-grpc.yaml").read_text()
+    anchor = "              transport_api_version: V3\n"
+    assert example.count(anchor) == 1
+    work_dir.mkdir(parents=True, exist_ok=True)
+    config = work_dir / "envoy-grpc-raw-headers.yaml"
+    config.write_text(example.replace(anchor, anchor + "              encode_raw_headers: true\n"))
+    proxy = Envoy(
+        work_dir / "run", public_port=authgate.port, app_port=app.port, grpc_port=authgate.grpc_port, config_path=config
+    )
+    proxy.dialect = "grpc"
+    return proxy
+
+
+def example_traefik(work_dir: Path, authgate: Authgate, app: EchoUpstream) -> Traefik:
+    """`examples/traefik/` in front of `authgate` and `app`, not started yet."""
+    binary = require_built("traefik")
+    return Traefik(
+        work_dir, binary=binary, check_port=authgate.check_port, public_port=authgate.port, app_port=app.port
+    )
+
+
+def require_proxy(name: str) -> None:
+    """Skip (locally) or fail (CI=true) when the binary of proxy `name` (PROXIES) is missing."""
+    if name == "nginx":
+        require_nginx()
+    elif name == "traefik":
+        require_built("traefik")
+    else:
+        require_envoy()
+
+
+def example_proxy(name: str, work_dir: Path, authgate: Authgate, app: EchoUpstream) -> Nginx | Envoy | Traefik:
+    """The example proxy `name` (PROXIES) in front of `authgate` and `app`, not started yet."""
+    if name == "nginx":
+        return example_nginx(work_dir, authgate, app)
+    if name == "traefik":
+        return example_traefik(work_dir, authgate, app)
+    if name == "envoy-grpc-raw-headers":
+        return raw_headers_envoy(work_dir, authgate, app)
+    return example_envoy(work_dir, name.removeprefix("envoy-"), authgate, app)
+
+
+# -- scenarios every proxy passes (Traefik: see test_through_proxies.py) ----------------------
 def reader_reaches_the_app_with_its_identity(
     edge: Edge, mint: Callable[..., str], issuer: JwksServer
 ) -> tuple[httpx.Response, dict]:

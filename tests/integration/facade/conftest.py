@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import assert_clean_log, require_tool
+from tests.infra.availability import require_tool
+from tests.infra.idp import OidcProvider, default_clients, install_problem
+from tests.infra.tls import TestCA
 from tests.support.authgate import Authgate
 from tests.support.facade import FacadeHarness, Registered, facade_policy, sealing_keys_file, upstream_client_metadata
-from tests.support.idp import OidcProvider, default_clients, install_problem
-from tests.support.tls import TestCA
+from tests.support.leaks import assert_clean_log
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.infra.idp import OidcProvider
 from tests.support.facade import (
     FACADE_ISSUER,
     LOOPBACK_REDIRECT,
@@ -21,7 +22,6 @@ from tests.support.facade import (
     sealing_keys_file,
     shown_error,
 )
-from tests.support.idp import OidcProvider
 
 from authgate.sealing import SealingKeys
 

@@ -5,6 +5,7 @@ client and the scopes approved, and nothing else skips the consent page."""
 from __future__ import annotations
 
 import pytest
+from tests.infra.idp import OidcProvider
 from tests.support.facade import (
     FacadeHarness,
     Flow,
@@ -14,7 +15,6 @@ from tests.support.facade import (
     redirect_params,
     start_in,
 )
-from tests.support.idp import OidcProvider
 
 BROWSER_COOKIE = "__Host-authgate-browser"
 REMEMBER_COOKIE = "__Host-authgate-consent"

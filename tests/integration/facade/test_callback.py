@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+from tests.infra.idp import OidcProvider
 from tests.support.facade import (
     FACADE_ISSUER,
     LOOPBACK_REDIRECT,
@@ -26,7 +27,6 @@ from tests.support.facade import (
     shown_error,
     upstream_callback,
 )
-from tests.support.idp import OidcProvider
 
 from authgate.facade.records import TRANSACTION_TTL
 from authgate.sealing import SealingKeys

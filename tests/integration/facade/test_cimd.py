@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from tests.infra.idp import OidcProvider
+from tests.infra.threaded_server import ThreadedServer
+from tests.infra.tls import IssuedCert, TestCA
 from tests.support.authgate import Authgate
 from tests.support.facade import (
     FACADE_RESOURCE,
@@ -39,9 +42,6 @@ from tests.support.facade import (
     oauth_error,
     shown_error,
 )
-from tests.support.idp import OidcProvider
-from tests.support.threaded_server import ThreadedServer
-from tests.support.tls import IssuedCert, TestCA
 
 EGRESS_TIMEOUT = 2.0  # seconds, --egress-timeout of this module's authgate
 

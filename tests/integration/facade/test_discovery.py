@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from tests.infra.idp import RESOURCES_BY_ALG, OidcProvider
 from tests.support.facade import (
     FACADE_ISSUER,
     FacadeHarness,
@@ -23,7 +24,6 @@ from tests.support.facade import (
     facade_policy_document,
     loopback_address,
 )
-from tests.support.idp import RESOURCES_BY_ALG, OidcProvider
 
 ROOT = FACADE_ISSUER  # https://mcp.example.com
 TENANT = "https://es256.example.com/tenant1"  # an issuer with a path

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from tests.infra.idp import OidcProvider
 from tests.support.facade import (
     FACADE_ISSUER,
     FACADE_RESOURCE,
@@ -41,7 +42,6 @@ from tests.support.facade import (
     shown_error,
     start_in,
 )
-from tests.support.idp import OidcProvider
 
 from authgate.policy import ValidationSettings, compile_loaded, load_files
 

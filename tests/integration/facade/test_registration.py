@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.infra.idp import RESOURCES_BY_ALG, OidcProvider
 from tests.support.facade import (
     FACADE_RESOURCE,
     POLICY_UID,
@@ -31,7 +32,6 @@ from tests.support.facade import (
     sealing_keys_file,
     shown_error,
 )
-from tests.support.idp import RESOURCES_BY_ALG, OidcProvider
 
 OTHER_ISSUER = "https://es256.example.com"
 OTHER_RESOURCE = RESOURCES_BY_ALG["ES256"]

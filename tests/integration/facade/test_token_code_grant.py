@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.infra.idp import TOKEN_EXCHANGE_GRANT
 from tests.support.facade import (
     FACADE_ISSUER,
     FACADE_RESOURCE,
@@ -22,7 +23,6 @@ from tests.support.facade import (
     oauth_error,
     pkce_pair,
 )
-from tests.support.idp import TOKEN_EXCHANGE_GRANT
 
 from authgate.errors import SealError
 from authgate.facade.records import CODE_TTL

@@ -8,6 +8,8 @@ import base64
 from collections.abc import Callable, Iterator
 
 import pytest
+from tests.infra.idp import OidcProvider, default_clients
+from tests.infra.tls import TestCA
 from tests.support.facade import (
     ERROR_TEXT,
     FACADE_ISSUER,
@@ -20,8 +22,6 @@ from tests.support.facade import (
     oauth_error,
     upstream_client_metadata,
 )
-from tests.support.idp import OidcProvider, default_clients
-from tests.support.tls import TestCA
 
 ENDPOINTS = ("token", "introspect", "revoke")
 FORM = "application/x-www-form-urlencoded"

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from authgate.policy.model import ASYMMETRIC_ALGORITHMS, PolicySpec
 
-CRD = Path(__file__).parents[2] / "crds" / "oauthpolicies.authgate.dev.yaml"
+CRD = Path(__file__).parents[3] / "crds" / "oauthpolicies.authgate.dev.yaml"
 
 
 def crd_version() -> dict:

@@ -112,7 +112,7 @@ from mcp.client.auth import OAuthClientProvider, OAuthFlowError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from mcp.types import CallToolResult, TextContent
-from tests.support.processes import LinePrefix, Process
+from tests.infra.processes import LinePrefix, Process
 
 EXAMPLE_SERVER = Path(__file__).resolve().parents[2] / "examples" / "mcp-server" / "server.py"
 

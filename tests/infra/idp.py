@@ -49,10 +49,10 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
-from tests.support.keys import SigningKey
-from tests.support.ports import free_port
-from tests.support.processes import LinePrefix, Process
-from tests.support.tls import IssuedCert, TestCA
+from tests.infra.keys import SigningKey
+from tests.infra.ports import free_port
+from tests.infra.processes import LinePrefix, Process
+from tests.infra.tls import IssuedCert, TestCA
 
 IDP_DIR = Path(__file__).resolve().parents[2] / "hack" / "idp"
 INSTALL_HINT = "run `make tools` (or `npm ci --prefix hack/idp`)"

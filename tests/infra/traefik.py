@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.support.ports import free_port
-from tests.support.processes import HttpUrl, Process
+from tests.infra.ports import free_port
+from tests.infra.processes import HttpUrl, Process
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "traefik"
 EXAMPLE_HOST = "mcp.example.com"

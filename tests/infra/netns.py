@@ -47,8 +47,9 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from hack.cluster.controlplane import API_ADDRESS
-from tests.support.processes import Process, ReadyCondition
+from tests.infra.availability import require_tool
+from tests.infra.cluster import API_ADDRESS
+from tests.infra.processes import Process, ReadyCondition
 
 NETNS_PREFIX = "ag-"
 VETH_PREFIX = "agh"
@@ -77,8 +78,6 @@ def netns_problem() -> str | None:
 
 def require_netns() -> None:
     """Skip the calling test locally when netns hosts are impossible; fail under CI=true."""
-    from tests.conftest import require_tool  # lazily: conftest imports tests.support
-
     require_tool(netns_problem())
 
 

@@ -4,8 +4,8 @@ import asyncio
 import time
 
 import pytest
-from tests.support.jwks_server import JwksServer
-from tests.support.keys import (
+from tests.infra.jwks_server import JwksServer
+from tests.infra.keys import (
     SigningKey,
     b64url,
     claims,

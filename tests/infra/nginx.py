@@ -38,8 +38,8 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-from tests.support.ports import free_port
-from tests.support.processes import Process, TcpPort
+from tests.infra.ports import free_port
+from tests.infra.processes import Process, TcpPort
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "nginx" / "nginx.conf"
 EXAMPLE_HOST = "mcp.example.com"
@@ -120,7 +120,7 @@ class Nginx:
         http_block = re.compile(r"^http\s*\{", re.MULTILINE)
         if not http_block.search(text):
             raise ValueError("nginx config has no `http {` block")
-        injected = "http {\n    # added by tests/support/nginx.py\n    " + "\n    ".join(lines)
+        injected = "http {\n    # added by tests/infra/nginx.py\n    " + "\n    ".join(lines)
         return http_block.sub(lambda _: injected, text, count=1)
 
     def _args(self) -> list[str]:

@@ -14,6 +14,8 @@ import functools
 import os
 from pathlib import Path
 
+from tests.infra.availability import require_tool
+
 VERSIONS_ENV = Path(__file__).resolve().parents[2] / "hack" / "tools" / "versions.env"
 
 # Each tool and the versions.env variable holding its version (as in build.sh).
@@ -77,8 +79,6 @@ def require_built(name: str) -> Path:
     (CI=true), saying to run `make tools`."""
     path = tool_path(name)
     if path is None:
-        from tests.conftest import require_tool  # lazily: conftest imports tests.support
-
         require_tool(f"{name} {tool_version(name)} is not built: run `make tools`")
         raise AssertionError("unreachable")  # require_tool skipped or failed
     return path

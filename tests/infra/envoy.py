@@ -34,8 +34,8 @@ import sys
 from pathlib import Path
 
 import httpx
-from tests.support.ports import free_port
-from tests.support.processes import HttpUrl, Process
+from tests.infra.ports import free_port
+from tests.infra.processes import HttpUrl, Process
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "envoy" / "envoy-http.yaml"
 EXAMPLE_HOST = "mcp.example.com"

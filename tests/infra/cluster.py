@@ -45,7 +45,7 @@ from hack.cluster.controlplane import (
     ControlPlaneError,
     KubectlError,
 )
-from tests.support.tools import require_built
+from tests.infra.tools import require_built
 
 __all__ = [
     "API_ADDRESS",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.support.threaded_server import ThreadedServer
+from tests.infra.threaded_server import ThreadedServer
 
 
 class EchoUpstream:

@@ -1,6 +1,6 @@
 """A small issuer (discovery + JWKS) whose faults tests can switch on.
 
-The real identity provider in tests is oidc-provider (tests/support/idp.py). This one
+The real identity provider in tests is oidc-provider (tests/infra/idp.py). This one
 exists for what a real IdP cannot be made to do on demand: count every JWKS fetch,
 go down, answer slowly, answer garbage, rotate keys at a precise moment. It is a real
 Uvicorn server on 127.0.0.1, run in a thread.
@@ -16,8 +16,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from tests.support.keys import SigningKey
-from tests.support.threaded_server import ThreadedServer
+from tests.infra.keys import SigningKey
+from tests.infra.threaded_server import ThreadedServer
 
 
 class JwksServer:

@@ -12,7 +12,7 @@ without a schema is an error, never a silent skip). `MESH_CONFIG_API_VERSION` /
 `MESH_CONFIG_KIND` name the synthetic kind carrying Istio's MeshConfig schema.
 
 When the schemas or kubeconform are missing, the helpers skip the test locally and fail it
-under CI=true (tests.conftest.require_tool).
+under CI=true (tests.infra.availability.require_tool).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from tests.infra.availability import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS_BUILD = ROOT / "hack" / "schemas" / "build.sh"
@@ -67,8 +69,6 @@ def kubeconform_binary() -> Path | None:
 
 def require_kubeconform() -> tuple[Path, Path]:
     """(kubeconform, schema dir); skips (locally) or fails (CI=true) when either is missing."""
-    from tests.conftest import require_tool
-
     binary, schemas = kubeconform_binary(), schema_dir()
     require_tool(None if binary else "kubeconform not built: run make tools (hack/tools/build.sh kubeconform)")
     require_tool(None if schemas else "kubeconform schemas not built: run make tools (hack/schemas/build.sh)")

@@ -2,7 +2,7 @@
 under load.
 
 One oidc-provider (token-exchange grant, RFC 8705 mTLS listener), one `authgate serve`
-and one echo app serve the module. The examples run as shipped (tests/support only moves
+and one echo app serve the module. The examples run as shipped (tests/infra only moves
 their ports): nginx `auth_request` (examples/nginx/nginx.conf), Envoy ext_authz over HTTP
 (envoy-http.yaml) and over gRPC (envoy-grpc.yaml). Through each of them the app sees
 exactly one Authorization header, the exchanged token (aud = the downstream audience,
@@ -23,15 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import assert_clean_log, assert_no_token_in, require_tool
-from tests.support.authgate import Authgate
-from tests.support.edge import HOST, IDENTITY_HEADERS, RESOURCE, Edge, values
-from tests.support.envoy import Envoy
-from tests.support.idp import (
+from tests.infra.availability import require_tool
+from tests.infra.idp import (
     EXCHANGE_AUDIENCE,
     EXCHANGE_CLIENT,
     MTLS_EXCHANGE_CLIENT,
@@ -41,26 +37,24 @@ from tests.support.idp import (
     OidcProvider,
     install_problem,
 )
-from tests.support.nginx import Nginx
+from tests.infra.tls import TestCA
+from tests.support.authgate import Authgate
+from tests.support.edge import HOST, IDENTITY_HEADERS, RESOURCE, Edge, values
+from tests.support.leaks import assert_clean_log
 from tests.support.proxy_cases import (
     basic_exchange,
     claims,
     downstream_token,
-    example_envoy,
-    example_nginx,
     mtls_exchange,
-    require_envoy,
-    require_nginx,
     service_token,
 )
-from tests.support.tls import TestCA
-from tests.support.upstream import EchoUpstream
 
 pytestmark = pytest.mark.integration
 
 assert RESOURCES_BY_ALG["RS256"] == RESOURCE  # the IdP issues RS256 tokens for the edge's resource
 MTLS_RESOURCE = RESOURCES_BY_ALG["ES256"]  # https://es256.example.com/mcp
 PROXIES = ["nginx", "envoy-http", "envoy-grpc"]
+through_every_proxy = pytest.mark.parametrize("proxy", PROXIES, indirect=True)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -113,40 +107,9 @@ def authgate(idp: OidcProvider, pki: TestCA, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[EchoUpstream]:
-    with EchoUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="module", params=PROXIES)
-def proxy(
-    request: pytest.FixtureRequest, authgate: Authgate, app: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Nginx | Envoy]:
-    work_dir = Path(tmp_path_factory.mktemp(request.param))
-    server: Nginx | Envoy
-    if request.param == "nginx":
-        require_nginx()
-        server = example_nginx(work_dir, authgate, app)
-    else:
-        require_envoy()
-        server = example_envoy(work_dir, request.param.removeprefix("envoy-"), authgate, app)
-    with server:
-        yield server
-    assert server.process is not None
-    assert_no_token_in(server.process.read_log(), f"the {request.param} log")
-    if isinstance(server, Nginx) and server.access_log.exists():
-        assert_no_token_in(server.access_log.read_text(errors="replace"), "the nginx access log")
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
+def client() -> Iterator[httpx.Client]:  # each check waits for an exchange at the IdP
     with httpx.Client(trust_env=False, timeout=15) as http:
         yield http
-
-
-@pytest.fixture
-def edge(proxy: Nginx | Envoy, client: httpx.Client, app: EchoUpstream, authgate: Authgate) -> Edge:
-    return Edge(proxy, client, app, authgate, send_request_id=isinstance(proxy, Nginx))
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +123,7 @@ def caller_token(idp: OidcProvider) -> Callable[[str], str]:
 
 
 # -- through the proxies ---------------------------------------------------------------------
+@through_every_proxy
 def test_the_app_gets_only_the_exchanged_token(
     edge: Edge, idp: OidcProvider, caller_token: Callable[[str], str]
 ) -> None:
@@ -195,6 +159,7 @@ def test_the_app_gets_only_the_exchanged_token(
     assert (decision["reason"], decision["host"]) == ("allowed", HOST)
 
 
+@through_every_proxy
 def test_a_client_sent_second_authorization_never_reaches_the_app(
     edge: Edge, caller_token: Callable[[str], str]
 ) -> None:
@@ -214,6 +179,7 @@ def test_a_client_sent_second_authorization_never_reaches_the_app(
         assert edge.new_app_requests() == []
 
 
+@through_every_proxy
 def test_a_broken_exchange_endpoint_is_a_503_and_reaches_nothing(
     edge: Edge, idp: OidcProvider, authgate: Authgate, caller_token: Callable[[str], str]
 ) -> None:
