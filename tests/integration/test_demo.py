@@ -7,9 +7,9 @@ import os
 import subprocess
 
 import httpx
+from tests.infra.ports import free_port
+from tests.infra.processes import HttpUrl, Process
 from tests.support.authgate import AUTHGATE
-from tests.support.ports import free_port
-from tests.support.processes import HttpUrl, Process
 
 
 def test_the_demo_answers_as_its_curl_lines_say(tmp_path):

@@ -10,8 +10,8 @@ import grpc
 import httpx
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tests.conftest import LOCAL_EGRESS
 from tests.integration.test_service import RESOURCE, policy
+from tests.support.authgate import LOCAL_EGRESS
 
 DRAIN = 3.0
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import yaml
+from tests.infra.keys import SigningKey, claims
 from tests.support.authgate import AUTHGATE, Authgate
-from tests.support.keys import SigningKey, claims
 
 
 class RecordingListener:

@@ -15,7 +15,7 @@ from authgate.check.decision import Decision, bad_request, internal_error
 from authgate.check.request import CheckRequest
 from authgate.errors import BadRequest
 from authgate.server.dialects import envoy_http, nginx, traefik
-from authgate.server.dialects.headers import COMMON, collect, mcp_value, request_id
+from authgate.server.dialects.headers import COMMON, collect, first_request_id, mcp_value, request_id
 from authgate.server.dialects.render import render
 from authgate.server.service import AuthService
 
@@ -79,6 +79,7 @@ class CheckApp:
             request = self._parse(dialect, headers, common, raw_path, scope)
         except BadRequest as error:
             decision = bad_request(str(error))
+            rid = rid or first_request_id(scope["headers"])
             self.service.record(CheckRequest("", "", "", request_id=rid), decision, dialect, 0.0)
         except Exception:  # never a 500, never a trace to the client
             metrics.ERRORS.labels(where="parse").inc()

@@ -19,7 +19,8 @@ from authgate import metrics
 from authgate.check.decision import bad_request, internal_error
 from authgate.check.request import CheckRequest
 from authgate.errors import BadRequest
-from authgate.server.dialects.envoy_grpc import MAX_CHECK_MESSAGE, SERVICE_NAME, check_response, parse
+from authgate.server.dialects.envoy_grpc import MAX_CHECK_MESSAGE, SERVICE_NAME, check_response, header_items, parse
+from authgate.server.dialects.headers import first_request_id
 from authgate.server.service import AuthService
 
 log = logging.getLogger("authgate.grpc")
@@ -45,7 +46,9 @@ class AuthorizationServicer:
             check_request = parse(request)
         except BadRequest as error:
             decision = bad_request(str(error))
-            self.service.record(CheckRequest("", "", "", request_id="-"), decision, "envoy-grpc", 0.0)
+            rid = first_request_id(header_items(request))
+            self.service.record(CheckRequest("", "", "", request_id=rid), decision, "envoy-grpc", 0.0)
+            return check_response(decision, rid)
         except Exception:  # never an allow, never a trace to the caller
             metrics.ERRORS.labels(where="grpc-parse").inc()
             log.exception("gRPC check request parsing failed")

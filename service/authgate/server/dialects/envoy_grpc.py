@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
@@ -37,20 +38,21 @@ _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _GRPC_CODE = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED, 400: code_pb2.INVALID_ARGUMENT}
 
 
-def _headers(http) -> dict[str, str]:
+def header_items(request: external_auth_pb2.CheckRequest) -> Iterable[tuple[str, bytes | str]]:
     """Both forms Envoy can send, read as one list: `headers` (a map; Envoy joined repeats
     with ",") and `header_map` (one entry per value; `raw_value` bytes with
     `encode_raw_headers`). A header found in both is a repeat like any other."""
+    http = request.attributes.request.http
     items = http.headers.items()
     raw_headers = http.header_map.headers
     if raw_headers:
-        items = itertools.chain(items, ((h.key, h.raw_value or h.value) for h in raw_headers))
-    return collect(items, _WANTED)
+        return itertools.chain(items, ((h.key, h.raw_value or h.value) for h in raw_headers))
+    return items
 
 
 def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:
     http = request.attributes.request.http
-    headers = _headers(http)
+    headers = collect(header_items(request), _WANTED)
     scheme = http.scheme.lower() if http.scheme.lower() in ("http", "https") else None
     policy_ref = request.attributes.context_extensions.get("policy")
     if policy_ref is not None and not _POLICY_REF.fullmatch(policy_ref):

@@ -92,6 +92,15 @@ def mcp_value(value: str | None, header: str) -> str | None:
     return value
 
 
+def first_request_id(headers: Iterable[tuple[Name, bytes | str]]) -> str:
+    """For a request refused before its headers were read: the first sane X-Request-Id, so
+    the refusal's log line still ties to the proxy's (else a new id)."""
+    for name, raw in headers:
+        if len(raw) <= 128 and _text(name).lower() == "x-request-id":
+            return request_id(raw.decode("latin-1") if isinstance(raw, bytes) else raw)
+    return request_id(None)
+
+
 def request_id(candidate: str | None) -> str:
     """The proxy's request id when it is sane (it ties our log line to the proxy's), else a new one."""
     if candidate is not None and _REQUEST_ID.fullmatch(candidate):
