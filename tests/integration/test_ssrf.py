@@ -181,3 +181,70 @@ def test_the_listener_does_record_a_connection_that_egress_allows(tmp_path, list
         assert listener.connections > before
     finally:
         instance.stop()
+
+
+# -- the facade's upstream and client metadata documents, and token exchange ------------------
+# These need a working issuer (the tests' own, on 127.0.0.1, allowed exactly), so their
+# disguises are the IPv6 forms of loopback that the allowance does not cover.
+IPV6_LOOPBACK = {"ipv6": "https://[::1]:{port}", "ipv6_long": "https://[0:0:0:0:0:0:0:1]:{port}"}
+
+
+@pytest.mark.parametrize("disguise", sorted(IPV6_LOOPBACK))
+def test_facade_upstream_and_client_documents_at_loopback_are_never_reached(tmp_path, listener, issuer, disguise):
+    from tests.support.facade import FACADE_ISSUER, FacadeHarness, facade_policy_at, sealing_keys_file
+
+    origin = IPV6_LOOPBACK[disguise].format(port=listener.port)
+    upstream = f"{origin}/realm"
+    policy = facade_policy_at(upstream, issuer=FACADE_ISSUER, resource=f"{FACADE_ISSUER}/mcp")
+    policy = policy.replace(
+        f"    - issuer: {upstream}\n", f"    - issuer: {upstream}\n    - issuer: {issuer.issuer}\n", 1
+    )
+    keys = sealing_keys_file(tmp_path / "keys.json")
+    args = ["--insecure-http", "--egress-allow", "127.0.0.1/32", "--sealing-keys", str(keys)]
+    instance = Authgate(tmp_path, policy, args).start()
+    harness = FacadeHarness(instance.port, None)  # no upstream is ever reached here
+    try:
+        before = listener.connections
+        client = harness.register()
+        params, _, _ = harness.authorize_params(client)
+        authorize = harness.request("GET", f"{FACADE_ISSUER}/oauth2/authorize", params=params)
+        assert authorize.status_code in (302, 303, 503), authorize.text[:300]
+        if authorize.status_code != 503:
+            assert "error=temporarily_unavailable" in authorize.headers["location"]
+        document = {**params, "client_id": f"{origin}/client.json"}
+        shown = harness.request("GET", f"{FACADE_ISSUER}/oauth2/authorize", params=document)
+        assert shown.status_code == 400 and "cannot sign in" in shown.text
+        assert listener.connections == before, "authgate connected to a loopback address"
+    finally:
+        harness.close()
+        instance.stop()
+
+
+@pytest.mark.parametrize("disguise", sorted(IPV6_LOOPBACK))
+def test_token_exchange_at_loopback_is_never_reached(tmp_path, listener, issuer, mint, disguise):
+    origin = IPV6_LOOPBACK[disguise].format(port=listener.port)
+    document = _policy("exchange", "exchange.example.com", {"issuer": issuer.issuer})
+    document["spec"]["tokenExchange"] = {
+        "tokenEndpoint": f"{origin}/token",
+        "clientId": "gateway",
+        "clientSecretRef": {"name": "introspect", "key": "secret"},
+        "audience": "https://api.internal.example.com",
+    }
+    text = yaml.safe_dump_all([_secret(), document])
+    instance = Authgate(tmp_path, text, ["--insecure-http", "--egress-allow", "127.0.0.1/32"]).start()
+    try:
+        before = listener.connections
+        token = mint(audience="https://exchange.example.com/mcp")
+        response = httpx.get(
+            instance.check_url("nginx"),
+            headers={
+                "X-Original-URL": "https://exchange.example.com/mcp",
+                "X-Original-Method": "GET",
+                "Authorization": f"Bearer {token}",
+            },
+            timeout=30,
+        )
+        assert response.status_code == 503 and response.json()["error"] == "temporarily_unavailable"
+        assert listener.connections == before, "authgate connected to a loopback address"
+    finally:
+        instance.stop()
