@@ -25,9 +25,6 @@ from tests.support.edge import HOST, Edge, values
 
 pytestmark = pytest.mark.integration
 
-# Traefik passes client-sent underscore spellings (X_Auth_Subject) on to the app, which some
-# app stacks read as the dashed names: it runs its own forged-header checks (test_traefik.py).
-DROP_UNDERSCORE_COPIES = tuple(name for name in proxy_cases.PROXIES if name != "traefik")
 # The dialect authgate logs for each proxy's checks.
 DIALECTS = {
     "nginx": "nginx",
@@ -64,7 +61,7 @@ def test_admin_can_call_an_admin_tool(edge: Edge, mint: Callable[..., str]) -> N
 
 
 # -- client-sent identity headers ------------------------------------------------------------
-@through(*DROP_UNDERSCORE_COPIES)
+@through(*proxy_cases.PROXIES)
 def test_forged_identity_headers_are_overwritten_on_an_authenticated_route(
     edge: Edge, mint: Callable[..., str], issuer: JwksServer
 ) -> None:
@@ -73,7 +70,7 @@ def test_forged_identity_headers_are_overwritten_on_an_authenticated_route(
     proxy_cases.forged_identity_headers_are_overwritten_on_an_authenticated_route(edge, mint, issuer)
 
 
-@through(*DROP_UNDERSCORE_COPIES)
+@through(*proxy_cases.PROXIES)
 def test_forged_identity_headers_are_removed_on_the_anonymous_route(edge: Edge) -> None:
     proxy_cases.forged_identity_headers_are_removed_on_the_anonymous_route(edge)
 
