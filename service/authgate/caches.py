@@ -26,9 +26,9 @@ class BoundedCache(Generic[K, V]):
     __slots__ = ("_entries", "max_entries")
 
     def __init__(self, max_entries: int) -> None:
-        if max_entries < 1:
-            raise ValueError("a cache holds at least one entry")
-        self.max_entries = max_entries
+        if max_entries < 0:
+            raise ValueError("a cache cannot hold fewer than 0 entries")
+        self.max_entries = max_entries  # 0: caches nothing
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
     def get(self, key: K, now: float) -> V | None:

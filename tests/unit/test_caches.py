@@ -37,9 +37,12 @@ def test_stale_serves_an_expired_value_until_it_is_evicted():
     assert cache.stale("a") is None
 
 
-def test_a_cache_holds_at_least_one_entry():
-    with pytest.raises(ValueError, match="at least one"):
-        BoundedCache(0)
+def test_a_cache_of_no_entries_caches_nothing():
+    cache: BoundedCache[str, int] = BoundedCache(0)
+    cache.put("a", 1, 100.0)
+    assert cache.get("a", 0.0) is None and len(cache) == 0
+    with pytest.raises(ValueError, match="fewer than 0"):
+        BoundedCache(-1)
 
 
 async def test_concurrent_calls_for_one_key_share_one_call():
