@@ -18,6 +18,9 @@ import pytest
 import yaml
 from tests.infra.keys import SigningKey, claims
 from tests.support.authgate import AUTHGATE, Authgate
+from tests.support.leaks import assert_clean_log, remember_secret
+
+INTROSPECTION_SECRET = "ssrf-introspection-secret-value"
 
 
 class RecordingListener:
@@ -86,7 +89,8 @@ def _policy(name: str, host: str, issuer: dict) -> dict:
 
 def _secret() -> dict:
     metadata = {"name": "introspect", "namespace": "default"}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "stringData": {"secret": "s3cret-value"}}
+    remember_secret(INTROSPECTION_SECRET)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "stringData": {"secret": INTROSPECTION_SECRET}}
 
 
 CASES = ["issuer", "jwks_uri", "introspection"]  # which outbound URL is the disguise
@@ -120,6 +124,7 @@ def service(tmp_path_factory, listener) -> Iterator[Authgate]:
     instance = Authgate(tmp_path_factory.mktemp("ssrf"), text, []).start()  # no --egress-allow, https only
     yield instance
     instance.stop()
+    assert_clean_log(instance.log(), "the SSRF service log")
 
 
 @pytest.mark.parametrize("kind", CASES)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from tests.infra.ports import free_port
 from tests.infra.processes import HttpUrl, Process
+from tests.support.leaks import remember_secret
 
 AUTHGATE = str(Path(sys.executable).with_name("authgate"))
 # Egress to test servers on loopback over plain http (issuers, JWKS, token endpoints).
@@ -34,6 +35,7 @@ class Authgate:
         self.admin_port, self.metrics_port = free_port(), free_port()
         self.grpc_port = free_port()
         self.admin_token = admin_token
+        remember_secret(admin_token)
         command = [
             AUTHGATE,
             "serve",

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from tests.infra.idp import RESOURCES_BY_ALG, Client, OidcProvider
+from tests.support.leaks import remember_secret
 
 FACADE_HOST = "mcp.example.com"
 FACADE_ISSUER = f"https://{FACADE_HOST}"
@@ -150,6 +151,7 @@ class FacadeHarness:
         response = self.request("POST", f"{self.issuer}/oauth2/register", json=body)
         assert response.status_code == 201, response.text
         data = response.json()
+        remember_secret(data.get("client_secret"))
         return Registered(data["client_id"], data.get("client_secret"), data)
 
     def authorize_params(self, client: Registered, **overrides: str | None) -> tuple[dict[str, str], str, str]:
@@ -242,6 +244,7 @@ def set_cookies(response: httpx.Response) -> dict[str, str]:
     for header in response.headers.get_list("set-cookie"):
         name, _, rest = header.partition("=")
         cookies[name.strip()] = rest.split(";", 1)[0]
+        remember_secret(cookies[name.strip()])
     return cookies
 
 
