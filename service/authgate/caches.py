@@ -23,12 +23,13 @@ V = TypeVar("V")
 class BoundedCache(Generic[K, V]):
     """An LRU map of at most `max_entries`, each entry with its own deadline."""
 
-    __slots__ = ("_entries", "max_entries")
+    __slots__ = ("_entries", "expired", "max_entries")
 
     def __init__(self, max_entries: int) -> None:
         if max_entries < 0:
             raise ValueError("a cache cannot hold fewer than 0 entries")
         self.max_entries = max_entries  # 0: caches nothing
+        self.expired = 0  # entries dropped by get() at their deadline (callers count misses by it)
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
     def get(self, key: K, now: float) -> V | None:
@@ -38,6 +39,7 @@ class BoundedCache(Generic[K, V]):
             return None
         if now >= entry[0]:
             del self._entries[key]
+            self.expired += 1
             return None
         self._entries.move_to_end(key)
         return entry[1]
