@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from tests.conftest import LOCAL_EGRESS, MINTED_TOKENS, policy_yaml
 from tests.support.authgate import Authgate
 from tests.support.jwks_server import JwksServer
@@ -30,8 +30,9 @@ FIVE_MB = 5 * 1024 * 1024
 
 class FaultyIssuer(JwksServer):
     """The tests' JWKS server with two more faults: `html` (a login page with status 200, as
-    a misrouted proxy answers) and `huge5mb` (a 5 MB JWKS, well over authgate's 256 KiB cap).
-    `bytes_sent` counts JWKS body bytes handed to the server for sending."""
+        a misrouted proxy answers) and `huge5mb` (a 5 MB JWKS, well over authgate's 256 KiB cap), with
+    a Content-Length or (`huge5mb_streamed`) chunked without one.
+        `bytes_sent` counts JWKS body bytes handed to the server for sending."""
 
     bytes_sent = 0
 
@@ -39,11 +40,14 @@ class FaultyIssuer(JwksServer):
         if self.mode == "html":
             self.fetches += 1
             return Response("<!doctype html><html><body>Sign in</body></html>", 200, media_type="text/html")
-        if self.mode == "huge5mb":
+        if self.mode in ("huge5mb", "huge5mb_streamed"):
             self.fetches += 1
             key = b'{"kty":"oct","k":"' + b"A" * 1000 + b'"},'
             body = b'{"keys":[' + key * (FIVE_MB // len(key)) + b"{}]}"
-            return Response(body, 200, media_type="application/json")
+            if self.mode == "huge5mb":  # declared: Content-Length says 5 MB
+                return Response(body, 200, media_type="application/json")
+            chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))  # chunked: only the count can cap it
+            return StreamingResponse(iter(chunks), 200, media_type="application/json")
         return await super()._jwks(request)
 
 
@@ -159,7 +163,7 @@ def test_idp_down_with_a_cold_cache_is_503_never_401(
 
 
 # -- IdP answers badly: slow, HTML, 5 MB -----------------------------------------------------
-@pytest.mark.parametrize("mode", ["slow", "html", "huge5mb"])
+@pytest.mark.parametrize("mode", ["slow", "html", "huge5mb", "huge5mb_streamed"])
 def test_a_slow_html_or_huge_jwks_is_503_with_a_bounded_fetch_and_the_process_unaffected(
     start_authgate: Callable[..., Authgate], faulty: FaultyIssuer, healthy: JwksServer, mode: str
 ) -> None:
@@ -191,8 +195,13 @@ def test_a_slow_html_or_huge_jwks_is_503_with_a_bounded_fetch_and_the_process_un
     assert answers and set(answers) == {200}, Counter(answers)
     state = issuer_state(service, faulty.issuer)
     assert state["usable"] is False
-    expected = {"slow": "within", "html": "json", "huge5mb": "bytes"}[mode]
-    assert expected in (state["lastError"] or "").lower(), state["lastError"]
+    expected = {
+        "slow": ("within 2.0s", "timed out after 2.0s"),
+        "html": ("json",),
+        "huge5mb": ("exceeds 262144",),
+        "huge5mb_streamed": ("exceeds 262144",),
+    }[mode]
+    assert any(text in (state["lastError"] or "").lower() for text in expected), state["lastError"]
     assert rss_kib(service) - rss_before < 20 * 1024, "memory grew by more than 20 MiB"
     assert httpx.get(f"http://127.0.0.1:{service.admin_port}/healthz", timeout=5).status_code == 200
 
