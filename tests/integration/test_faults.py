@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from tests.conftest import LOCAL_EGRESS, MINTED_TOKENS, policy_yaml
@@ -255,3 +256,53 @@ def test_keys_rotated_during_load_refuse_no_valid_token_and_cost_one_refetch(
     refused = {k: v for k, v in results.items() if k[1] != 200}
     assert not refused, f"valid tokens refused across the rotation: {refused} of {results}"
     assert faulty.fetches - fetches_before == 1, "one refetch, shared by every concurrent request"
+
+
+# -- an invalid snapshot pushed ------------------------------------------------------------------
+def snapshot_generation_metric(service: Authgate) -> float:
+    text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=5).text
+    line = next(line for line in text.splitlines() if line.startswith("authgate_snapshot_generation "))
+    return float(line.split()[1])
+
+
+def test_an_invalid_snapshot_pushed_is_refused_the_old_one_kept_and_checks_go_on(
+    start_authgate: Callable[..., Authgate], faulty: FaultyIssuer
+) -> None:
+    """The replica's side: every refusal is a 4xx, generation, version and the generation
+    metric stay, /readyz stays 200 and the checks sent meanwhile are all allowed. (The
+    operator's side, a Rejected event and Ready=False, is tests/e2e/test_operator.py.)"""
+    service = start_authgate(None, *LOCAL_EGRESS, ready=False)
+    good = {"formatVersion": 1, "generation": 7, "policies": list(yaml.safe_load_all(policy_yaml(faulty.issuer)))}
+    good["secrets"] = []
+    assert service.admin("PUT", "/admin/v1/snapshot", good).status_code == 200
+    kept = service.admin("GET", "/admin/v1/snapshot").json()
+    token = token_for(faulty, faulty.keys[0])
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def checks_meanwhile() -> None:
+        with httpx.Client() as client:
+            while not stop.is_set() and len(answers) < 5000:
+                answers.append(check(service, token, client=client))
+
+    unknown_field = dict(good, generation=8, policies=[dict(good["policies"][0], spec={"bogus": 1})])
+    invalid = {
+        "unknown field": (unknown_field, {422}),
+        "future format": (dict(good, generation=8, formatVersion=99), {400, 422}),
+        "not JSON": (b'{"formatVersion": 1, "generation": 8, "policies": [', {400}),
+        "over 16 MiB": (b'{"pad": "' + b"x" * (17 * 1024 * 1024) + b'"}', {400, 413}),
+        "older generation": (dict(good, generation=6), {409}),
+    }
+    worker = threading.Thread(target=checks_meanwhile)
+    worker.start()
+    try:
+        for name, (document, statuses) in invalid.items():
+            assert service.admin("PUT", "/admin/v1/snapshot", document).status_code in statuses, name
+            state = service.admin("GET", "/admin/v1/snapshot").json()
+            assert (state["generation"], state["version"]) == (kept["generation"], kept["version"]), name
+            assert snapshot_generation_metric(service) == 7, name
+            assert httpx.get(f"http://127.0.0.1:{service.admin_port}/readyz", timeout=5).status_code == 200
+    finally:
+        stop.set()
+        worker.join(30)
+    assert answers and set(answers) == {200}, Counter(answers)
