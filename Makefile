@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test check lint format fuzz bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds bench-operator clean
+.PHONY: help venv run test check lint format fuzz bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds bench-operator soak clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
@@ -16,6 +16,7 @@ help:
 	@echo "make cluster-up   - a local etcd + kube-apiserver (kubeconfig: .local/kubeconfig) to try the operator"
 	@echo "make cluster-down - stop it"
 	@echo "make bench   - benchmarks (wrk against the check port, token validation micro-benchmarks)"
+	@echo "make soak    - 10 minutes at 70% of the maximum rate, mixed tokens: 5xx, RSS, p99 drift (bench/SOAK.md)"
 	@echo "make tools   - install the test tools: Debian nginx and wrk, npm oidc-provider, and the Go-built"
 	@echo "               kube-apiserver, etcd, kubectl, helm, kubeconform, traefik (cached by version)"
 
@@ -80,6 +81,11 @@ FUZZ_SECONDS ?= 60
 fuzz: venv
 	$(BIN)/pip install -q --disable-pip-version-check "atheris>=2.3"
 	$(BIN)/python -m fuzz --seconds $(FUZZ_SECONDS)
+
+# 10 minutes at 70 % of the measured maximum, mixed tokens (bench/SOAK.md); not in CI.
+SOAK_MINUTES ?= 10
+soak: tools
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 # apply-to-enforced on a real control plane with 1, 100, 1,000 policies (bench/OPERATOR.md); root.
 bench-operator: tools
