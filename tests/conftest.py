@@ -69,28 +69,6 @@ def start_authgate(tmp_path: Path) -> Iterator[Callable[..., Authgate]]:
         assert_clean_log(instance.log(), str(instance.process.log_path))
 
 
-def policy_yaml(
-    issuer_url: str,
-    resource: str = "https://api.example.com/mcp",
-    extra: str = "",
-    issuer_extra: str = "",
-    name: str = "api",
-    namespace: str = "default",
-) -> str:
-    """A policy document; `extra` is appended under spec (indent 2), `issuer_extra` under the issuer (indent 6)."""
-    return f"""\
-apiVersion: authgate.dev/v1alpha1
-kind: OAuthPolicy
-metadata: {{name: {name}, namespace: {namespace}}}
-spec:
-  resource: {resource}
-  issuers:
-    - issuer: {issuer_url}
-{issuer_extra}
-{extra}
-"""
-
-
 # -- a real control plane (etcd + kube-apiserver) and network-namespace test hosts ----------
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:

@@ -19,6 +19,12 @@ JWKS_KEY_AGE = Gauge("authgate_jwks_key_age_seconds", "Age of the signing keys i
 TOKEN_CACHE = Counter("authgate_verified_token_cache_total", "Verified-token cache lookups.", ["result"])
 TOKEN_CACHE_SIZE = Gauge("authgate_verified_token_cache_size", "Entries in the verified-token cache.")
 SNAPSHOT_GENERATION = Gauge("authgate_snapshot_generation", "Generation of the enforced policy snapshot.")
+SNAPSHOT_PUSHES = Counter(
+    "authgate_snapshot_pushes_total",
+    "Snapshot pushes to the admin API by result: accepted, unchanged, stale, invalid, malformed, too_large, "
+    "unauthorized, disabled (every refused one keeps the enforced snapshot).",
+    ["result"],
+)
 SNAPSHOT_POLICIES = Gauge("authgate_snapshot_policies", "Policies in the enforced snapshot.")
 FACADE_REQUESTS = Counter(
     "authgate_facade_requests_total",

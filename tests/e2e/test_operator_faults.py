@@ -11,16 +11,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.support.cluster import Cluster
+from tests.infra.cluster import Cluster
+from tests.infra.tools import require_built
 from tests.support.installation import REPLICAS, System, eventually, policy
-from tests.support.tools import require_built
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def system(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    from tests.support.netns import NetnsHost, require_netns
+    from tests.infra.netns import NetnsHost, require_netns
 
     require_built("helm")
     require_netns()

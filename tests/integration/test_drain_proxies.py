@@ -27,13 +27,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from tests.conftest import LOCAL_EGRESS, assert_clean_log, policy_yaml
+from tests.infra.envoy import Envoy
+from tests.infra.nginx import Nginx
+from tests.infra.processes import Process
+from tests.infra.upstream import EchoUpstream
 from tests.support import proxy_cases
-from tests.support.authgate import Authgate
-from tests.support.envoy import Envoy
-from tests.support.nginx import Nginx
-from tests.support.processes import Process
-from tests.support.upstream import EchoUpstream
+from tests.support.authgate import LOCAL_EGRESS, Authgate, policy_yaml
+from tests.support.leaks import assert_clean_log
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ import pytest
 import yaml
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from tests.conftest import LOCAL_EGRESS, MINTED_TOKENS, policy_yaml
-from tests.support.authgate import Authgate
-from tests.support.jwks_server import JwksServer
-from tests.support.keys import SigningKey, claims
+from tests.infra.jwks_server import JwksServer
+from tests.infra.keys import SigningKey, claims
+from tests.support.authgate import LOCAL_EGRESS, Authgate, policy_yaml
+from tests.support.leaks import MINTED_TOKENS
 
 RESOURCE = "https://api.example.com/mcp"
 HEALTHY_RESOURCE = "https://healthy.example.com/mcp"

@@ -23,6 +23,12 @@ def service(tmp_path_factory, issuer):
     assert_clean_log(instance.log(), "the service log")
 
 
+def _pushes(service: Authgate, result: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics").text
+    prefix = f'authgate_snapshot_pushes_total{{result="{result}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
 def _snapshot(issuer_url: str, generation: int) -> dict:
     return {"formatVersion": 1, "generation": generation, "policies": [policy(issuer_url)], "secrets": []}
 
@@ -39,11 +45,13 @@ def _snapshot(issuer_url: str, generation: int) -> dict:
 )
 def test_a_hostile_snapshot_push_is_a_400_and_changes_nothing(service, issuer, body, why):
     before = service.admin("GET", "/admin/v1/snapshot").json()
+    refused = _pushes(service, "malformed")
     response = service.admin("PUT", "/admin/v1/snapshot", body)
     assert response.status_code == 400
     assert response.json() == {"error": "invalid_request", "error_description": f"body is {why}"}
     after = service.admin("GET", "/admin/v1/snapshot").json()
     assert (after["generation"], after["version"]) == (before["generation"], before["version"])
+    assert _pushes(service, "malformed") == refused + 1  # counted, for an alert on refused pushes
 
 
 def test_a_deep_but_small_snapshot_is_refused_as_invalid_not_crashed_on(service, issuer):

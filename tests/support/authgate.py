@@ -108,3 +108,25 @@ class Authgate:
             if '"logger":"authgate.decision"' in line:
                 out.append(json.loads(line))
         return out
+
+
+def policy_yaml(
+    issuer_url: str,
+    resource: str = "https://api.example.com/mcp",
+    extra: str = "",
+    issuer_extra: str = "",
+    name: str = "api",
+    namespace: str = "default",
+) -> str:
+    """A policy document; `extra` is appended under spec (indent 2), `issuer_extra` under the issuer (indent 6)."""
+    return f"""\
+apiVersion: authgate.dev/v1alpha1
+kind: OAuthPolicy
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  resource: {resource}
+  issuers:
+    - issuer: {issuer_url}
+{issuer_extra}
+{extra}
+"""

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from authgate import bounded_json
+from authgate import bounded_json, metrics
 from authgate.errors import PolicyError, StaleSnapshot
 from authgate.policy import compile_document
 from authgate.server.admin_auth import AdminAuth
@@ -41,30 +41,43 @@ def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
         return JSONResponse({"status": "waiting for a policy snapshot"}, 503)
 
     async def snapshot(request: Request) -> Response:
-        if request.method == "PUT" and not auth.configured:
-            return _error(403, "forbidden", "snapshot pushes are disabled: no admin authentication is configured")
-        if not await auth.authenticate(request.headers.get("authorization")):
-            return _error(401, "unauthorized", "admin credentials required")
         if request.method == "GET":
+            if not await auth.authenticate(request.headers.get("authorization")):
+                return _error(401, "unauthorized", "admin credentials required")
             return JSONResponse(service.status())
+        result, response = await push(request)
+        metrics.SNAPSHOT_PUSHES.labels(result).inc()
+        if result not in ("accepted", "unchanged"):
+            log.warning("snapshot push refused", extra={"result": result, "status": response.status_code})
+        return response
+
+    async def push(request: Request) -> tuple[str, Response]:
+        """(the push's result for the metric, the answer)."""
+        if not auth.configured:
+            return "disabled", _error(
+                403, "forbidden", "snapshot pushes are disabled: no admin authentication is configured"
+            )
+        if not await auth.authenticate(request.headers.get("authorization")):
+            return "unauthorized", _error(401, "unauthorized", "admin credentials required")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_SNAPSHOT_BYTES:
-                return _error(413, "too_large", "snapshot larger than 16 MiB")
+                return "too_large", _error(413, "too_large", "snapshot larger than 16 MiB")
         try:
             document = bounded_json.read(body, MAX_SNAPSHOT_BYTES)
         except bounded_json.JSONInputError as error:
-            return _error(400, "invalid_request", f"body is {error}")
+            return "malformed", _error(400, "invalid_request", f"body is {error}")
         try:
             compiled = compile_document(document, service.settings.validation)
             changed = service.load(compiled)
         except StaleSnapshot as error:
-            return _error(409, "stale_snapshot", str(error))
+            return "stale", _error(409, "stale_snapshot", str(error))
         except PolicyError as error:
             issues = [str(issue) for issue in error.issues]
-            return _error(422, "invalid_snapshot", "the snapshot does not compile", issues=issues)
-        return JSONResponse({"generation": compiled.generation, "version": compiled.version, "changed": changed})
+            return "invalid", _error(422, "invalid_snapshot", "the snapshot does not compile", issues=issues)
+        answer = {"generation": compiled.generation, "version": compiled.version, "changed": changed}
+        return ("accepted" if changed else "unchanged"), JSONResponse(answer)
 
     return Starlette(
         routes=[
