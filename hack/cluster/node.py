@@ -408,7 +408,6 @@ state = {json.dumps(str(self.run_dir / "state"))}
             f"--cluster-signing-key-file={cp.ca_key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--use-service-account-credentials=false",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
             "--profiling=false",
         ]
 
