@@ -332,6 +332,10 @@ state = {json.dumps(str(self.run_dir / "state"))}
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = {json.dumps(image_name("pause"))}
   [plugins.'io.containerd.cri.v1.runtime']
+    # Root here lacks CAP_SYS_RESOURCE: no process may lower its oom_score_adj, and the
+    # -998 kubelet asks for pod sandboxes makes runc fail ("can't get final child's PID").
+    # Clamp every container's to containerd's own (0) instead.
+    restrict_oom_score_adj = true
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = 'runc'
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -466,6 +470,7 @@ state = {json.dumps(str(self.run_dir / "state"))}
             "imageGCLowThresholdPercent": 99,
             "maxPods": 110,
             "shutdownGracePeriod": "0s",
+            "oomScoreAdj": 0,  # its own; lowering it needs CAP_SYS_RESOURCE, which root lacks here
         }
         path = self.state_dir / "kubelet-config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -631,7 +636,8 @@ state = {json.dumps(str(self.run_dir / "state"))}
                 subprocess.run(["ip", "netns", "delete", entry.name], capture_output=True, check=False)
 
     def _cleanup_iptables(self) -> None:
-        """kube-proxy's chains (its own --cleanup) and the CNI plugins' (CNI-*)."""
+        """kube-proxy's chains (its own --cleanup), then what is left of the chains the
+        kubelet (KUBE-FIREWALL, KUBE-KUBELET-CANARY) and the CNI plugins (CNI-*) made."""
         with contextlib.suppress(ControlPlaneError, FileNotFoundError):
             subprocess.run(
                 [str(self.binary("kube-proxy")), "--cleanup", "--proxy-mode=iptables"],
@@ -639,15 +645,18 @@ state = {json.dumps(str(self.run_dir / "state"))}
                 timeout=60,
                 check=False,
             )
+        prefixes = ("KUBE-", "CNI-")
         for table in ("nat", "filter", "mangle"):
             listing = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True, check=False)
             rules = listing.stdout.splitlines()
-            for rule in rules:  # jumps into CNI chains first, then the chains themselves
-                if rule.startswith("-A ") and " -j CNI-" in rule and not rule.split()[1].startswith("CNI-"):
-                    subprocess.run(
-                        ["iptables", "-t", table, *("-D " + rule[3:]).split()], capture_output=True, check=False
-                    )
-            chains = [rule.split()[1] for rule in rules if rule.startswith("-N CNI-")]
+            for rule in rules:  # jumps from the built-in chains first, then the chains themselves
+                words = rule.split()
+                jumps = any(w == "-j" and words[i + 1].startswith(prefixes) for i, w in enumerate(words[:-1]))
+                if words[:1] == ["-A"] and not words[1].startswith(prefixes) and jumps:
+                    subprocess.run(["iptables", "-t", table, "-D", *words[1:]], capture_output=True, check=False)
+            chains = [
+                rule.split()[1] for rule in rules if rule.startswith("-N ") and rule.split()[1].startswith(prefixes)
+            ]
             for chain in chains:
                 subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True, check=False)
             for chain in chains:

@@ -207,9 +207,15 @@ esac
 
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=("${ALL_TOOLS[@]}")
-units=()
+expanded=()
 for t in "${want[@]}"; do
-  [ "$t" = kubernetes ] && t=kube-apiserver
+  case "$t" in
+    kubernetes) expanded+=("${KUBERNETES_TOOLS[@]}") ;;
+    *) expanded+=("$t") ;;
+  esac
+done
+units=()
+for t in "${expanded[@]}"; do
   tool_version "$t" >/dev/null
   is_built "$t" && continue
   u="$(tool_unit "$t")"
