@@ -36,7 +36,10 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python3 -m venv /opt/authgate && \
     /opt/authgate/bin/pip install --no-index --find-links=/wheels "authgate[operator]" && \
     /opt/authgate/bin/pip uninstall --yes pip
-# A fixed non-root uid (the chart's runAsUser), no home, no shell login.
+# A fixed non-root uid (the chart's runAsUser), no home, no shell login. It gets a passwd
+# entry: libraries look the user up (Kopf's getpass.getuser() fails on an unnamed uid).
+RUN echo 'authgate:x:65532:65532:authgate:/nonexistent:/usr/sbin/nologin' >> /etc/passwd && \
+    echo 'authgate:x:65532:' >> /etc/group
 USER 65532:65532
 EXPOSE 8080 8081 8082 9001 9090
 ENTRYPOINT ["authgate"]

@@ -344,6 +344,7 @@ class ControlPlane:
             "--enable-admission-plugins=NodeRestriction",
             f"--kubelet-client-certificate={self.admin_cert}",
             f"--kubelet-client-key={self.admin_key}",
+            "--kubelet-preferred-address-types=InternalIP",  # node names do not resolve here
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={self.sa_public_key}",
             f"--service-account-signing-key-file={self.sa_signing_key}",

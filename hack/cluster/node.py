@@ -36,6 +36,7 @@ State layout (under `<control plane state>/node/`):
     pki/ kubelet.{crt,key} (system:node:<name>), kubelet-serving.{crt,key}
     containerd/ config.toml root/     cni/ net.d/ ipam/     kubelet/ (its root dir)
     logs/ containerd.log kubelet.log kube-controller-manager.log kube-scheduler.log kube-proxy.log
+          pods/ (the containers' logs)
     *.pid state.json kubelet-config.yaml kube-proxy-config.yaml resolv.conf
     /run/authgate-node/<id>/  containerd's socket and state (short paths: socket names are
                               limited to 108 bytes)
@@ -188,6 +189,7 @@ class Node:
         if self._owns_host():  # the bridge, the pod CIDR and the iptables chains are per host
             self._remove_pod_netns()
             self._cleanup_iptables()
+            self._remove_cgroups()
             subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
             for key, value in (state.get("sysctls") or {}).items():
                 with contextlib.suppress(OSError):
@@ -257,7 +259,7 @@ class Node:
     def _prepare(self) -> None:
         from hack.cluster import pki  # cryptography: only needed to start
 
-        for name in ("containerd", "kubelet", "cni"):
+        for name in ("containerd", "kubelet", "cni", "logs/pods"):
             shutil.rmtree(self.state_dir / name, ignore_errors=True)
         for directory in (self.log_dir, self.pki, self.state_dir / "containerd", self.state_dir / "kubelet"):
             directory.mkdir(parents=True, exist_ok=True)
@@ -455,6 +457,7 @@ state = {json.dumps(str(self.run_dir / "state"))}
             "clusterDNS": [CLUSTER_DNS],
             "clusterDomain": CLUSTER_DOMAIN,
             "resolvConf": str(self.state_dir / "resolv.conf"),
+            "podLogsDir": str(self.log_dir / "pods"),  # not /var/log/pods: all of it goes at stop
             "failSwapOn": False,
             "serializeImagePulls": False,
             "rotateCertificates": False,
@@ -661,6 +664,17 @@ state = {json.dumps(str(self.run_dir / "state"))}
                 subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True, check=False)
             for chain in chains:
                 subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True, check=False)
+
+    def _remove_cgroups(self) -> None:
+        """The kubelet's /kubepods hierarchy in every cgroup controller, deepest first
+        (empty by now: every container is gone)."""
+        for controller in Path("/sys/fs/cgroup").glob("*/kubepods"):
+            for directory in sorted(controller.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if directory.is_dir():
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
+            with contextlib.suppress(OSError):
+                controller.rmdir()
 
     def _load_state(self) -> dict:
         try:

@@ -21,7 +21,7 @@ root="$(cd "$here/../.." && pwd)"
 . "$root/hack/tools/env.sh"
 
 BASE_SUITE=bookworm
-BASE_PACKAGES=python3,python3-venv,ca-certificates
+BASE_PACKAGES=python3,python3-venv,ca-certificates,libstdc++6
 CA_BUNDLE="${AUTHGATE_BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 IMAGES_DIR="$AUTHGATE_TOOLS_DIR/images"
 export BUILDAH_FORMAT=oci
@@ -48,13 +48,17 @@ need_buildah() {
   command -v buildah >/dev/null || die "buildah not found: apt-get install buildah (hack/install-system-packages.sh)"
 }
 
-# Push a built image (in buildah's storage) to its OCI archive, by rename.
+# Push a built image (in buildah's storage) to its OCI archive, by rename; skipped when
+# the archive already holds this very image (its ID is kept beside it).
 save() { # image
-  local name file
+  local name file id
   name="$(image_name "$1")" file="$(archive "$1")"
+  id="$(buildah images --quiet --no-trunc "$name" | head -n 1)"
+  [ -s "$file" ] && [ "$(cat "$file.id" 2>/dev/null)" = "$id" ] && return 0
   rm -f "$file.tmp"
   buildah push --quiet "$name" "oci-archive:$file.tmp:$name" >/dev/null
   mv -f "$file.tmp" "$file"
+  echo "$id" >"$file.id"
 }
 
 build_base() {
@@ -126,7 +130,7 @@ for image in "$@"; do
   image_name "$image" >/dev/null
   start=$SECONDS
   "build_$image"
-  [ "$image" = authgate ] || [ ! -s "$(archive "$image")" ] && save "$image"
+  save "$image"
   echo "image $(image_name "$image"): $(archive "$image") ($(du -h "$(archive "$image")" | cut -f1) archive, built in $((SECONDS - start))s)"
   [ -n "$socket" ] && import "$socket" "$image"
 done
