@@ -190,7 +190,10 @@ def test_helm_install_runs_restricted_pods_with_passing_probes(installed: NodeCl
         assert pod["status"]["podIP"].startswith("10.244.0.")
         for container in pod["status"]["containerStatuses"]:
             assert container["ready"] is True
-            assert container["restartCount"] == 0, f"{pod['metadata']['name']} restarted"
+            if container["restartCount"]:
+                name = pod["metadata"]["name"]
+                previous = installed.kubectl("logs", "-n", NAMESPACE, name, "--previous", "--tail=40", check=False)
+                raise AssertionError(f"{name} restarted: {container['lastState']}\n{previous.stdout[-4000:]}")
         for container in pod["spec"]["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert container["image"] == "authgate:dev"

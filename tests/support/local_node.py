@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import yaml
 from hack.cluster.controlplane import ControlPlane
 from hack.cluster.node import IMAGES_SH, NODE_IP, Node, image_name, node_problem
@@ -57,7 +58,7 @@ def eventually(check: Callable[[], T], *, timeout: float = 120.0, interval: floa
     while time.monotonic() < deadline:
         try:
             last = check()
-        except (subprocess.SubprocessError, OSError, ValueError, KeyError) as error:
+        except (subprocess.SubprocessError, OSError, ValueError, KeyError, httpx.HTTPError) as error:
             last = error
         if last and not isinstance(last, Exception):
             return last
