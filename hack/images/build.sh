@@ -89,12 +89,21 @@ build_base() {
 
 build_authgate() {
   build_base
-  local secret=()
+  local secret=() key stamp
+  # The inputs: the build context (as .dockerignore keeps it), the Dockerfile, the base.
+  key="$(cd "$root" && { find pyproject.toml README.md service operator -type f \
+    ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' | LC_ALL=C sort | xargs sha256sum
+    sha256sum Dockerfile; image_name base; } | sha256sum | cut -c1-16)"
+  stamp="$IMAGES_DIR/authgate.inputs"
+  # Unchanged inputs and the image still there: nothing to do. Otherwise a full build:
+  # buildah's --layers cache (Debian's 1.28) loses the build stage's files that the final
+  # stage bind-mounts once that stage is cached, so layers are not reused.
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && have_local "$(image_name authgate)"; then return 0; fi
   [ -s "$CA_BUNDLE" ] && secret=(--secret "id=pip_cert,src=$CA_BUNDLE")
-  # --layers: an unchanged source tree reuses every cached step.
-  buildah build --quiet --layers --network host --pull=never \
+  buildah build --quiet --layers=false --network host --pull=never \
     --build-arg "BASE_IMAGE=$(image_name base)" "${secret[@]}" \
     -t "$(image_name authgate)" -f "$root/Dockerfile" "$root" >/dev/null
+  echo "$key" >"$stamp"
 }
 
 # A one-binary image from scratch: scratch_image IMAGE BINARY USER [ARGS...]

@@ -60,7 +60,9 @@ def build_registry(args: argparse.Namespace) -> kopf.OperatorRegistry:
             return kopf.login_with_service_account(**kwargs)
         return kopf.login_with_kubeconfig(**kwargs)
 
-    @kopf.on.startup(registry=registry)
+    # Retried after 2 s, not Kopf's default 60 s: right after `helm install` the new CRD's
+    # storage answers 429 for a moment, and a minute-long wait outlasts the liveness probe.
+    @kopf.on.startup(registry=registry, backoff=2)
     async def startup(settings: kopf.OperatorSettings, **_) -> None:
         settings.posting.level = logging.WARNING  # kopf's own k8s events: problems only
         settings.watching.server_timeout = 300
