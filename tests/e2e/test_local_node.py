@@ -170,7 +170,7 @@ def get(ca: TestCA, path: str, headers: dict[str, str] | None = None) -> httpx.R
 def token(idp: OidcProvider, scope: str = "mcp:read") -> str:
     return idp.client_credentials_token(
         SERVICE_CLIENT.client_id, SERVICE_CLIENT.client_secret, resource=RESOURCE, scope=scope
-    )["access_token"]
+    )
 
 
 def service_pods(node: NodeCluster) -> list[dict]:
