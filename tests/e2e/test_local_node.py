@@ -329,7 +329,7 @@ def test_helm_upgrade_rolls_the_service_pods_under_load_without_a_failed_check(
     try:
         time.sleep(3)
         began = time.monotonic()
-        chart.upgrade(ingress.kubeconfig, NAMESPACE, values, set_values=["authService.podAnnotations.rollout=1"])
+        chart.upgrade(ingress.kubeconfig, NAMESPACE, values, set_values=["authService.podAnnotations.rollout=second"])
         eventually(
             lambda: (
                 ingress.deployment_available(NAMESPACE, "authgate")
