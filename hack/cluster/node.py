@@ -159,6 +159,7 @@ class Node:
         self.binary("containerd-shim-runc-v2")
         self._prepare()
         self._host_up()
+        self.state_file.write_text(json.dumps({"sysctls": self._saved_sysctls}))  # for stop(), whatever fails next
         self._spawn_containerd(deadline)
         self._import_images(NODE_IMAGES)
         ports = {name: free_port() for name in ("kcm", "scheduler", "kubelet", "kubelet-healthz", "proxy", "metrics")}
