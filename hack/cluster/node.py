@@ -403,6 +403,7 @@ state = {json.dumps(str(self.run_dir / "state"))}
         cp = self.control_plane
         return [
             self.binary("kube-controller-manager"),
+            f"--cert-dir={self.state_dir / 'kube-controller-manager'}",  # names the state dir (stop() finds it)
             f"--kubeconfig={cp.kubeconfig}",
             f"--authentication-kubeconfig={cp.kubeconfig}",
             f"--authorization-kubeconfig={cp.kubeconfig}",
@@ -422,6 +423,7 @@ state = {json.dumps(str(self.run_dir / "state"))}
         cp = self.control_plane
         return [
             self.binary("kube-scheduler"),
+            f"--cert-dir={self.state_dir / 'kube-scheduler'}",  # names the state dir (stop() finds it)
             f"--kubeconfig={cp.kubeconfig}",
             f"--authentication-kubeconfig={cp.kubeconfig}",
             f"--authorization-kubeconfig={cp.kubeconfig}",
