@@ -76,6 +76,8 @@ build_base() {
       --dpkgopt='path-exclude=/usr/share/info/*' \
       "$BASE_SUITE" "$tmp"
     mv -f "$tmp" "$IMAGES_DIR/base-$(base_key).tar"
+    # Bases of other package lists are superseded.
+    find "$IMAGES_DIR" -maxdepth 1 -name 'base-*.tar' ! -name "base-$(base_key).tar" -delete
   fi
   local ctr mnt
   ctr="$(buildah from --quiet scratch)"
