@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test check lint format fuzz bench tools system-packages idp go-tools schemas cluster-up cluster-down chart-crds bench-operator soak clean
+.PHONY: help venv run test check lint format fuzz soak bench tools system-packages idp go-tools schemas cluster-up cluster-down node-up image chart-crds bench-operator clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
@@ -14,11 +14,15 @@ help:
 	@echo "make check   - lint (ruff, import contracts, hadolint) and the unit tests; no tools needed"
 	@echo "make lint    - ruff check and format check, import contracts, hadolint"
 	@echo "make cluster-up   - a local etcd + kube-apiserver (kubeconfig: .local/kubeconfig) to try the operator"
-	@echo "make cluster-down - stop it"
+	@echo "make node-up - a real node for it (containerd, kubelet, kube-proxy, scheduler, controller-manager,"
+	@echo "               CoreDNS); root"
+	@echo "make image   - build the authgate image daemonless (buildah) as authgate:dev, into the node if up"
+	@echo "make cluster-down - stop the node and the control plane, clean up what they changed"
 	@echo "make bench   - benchmarks (wrk against the check port, token validation micro-benchmarks)"
 	@echo "make soak    - 10 minutes at 70% of the maximum rate, mixed tokens: 5xx, RSS, p99 drift (bench/SOAK.md)"
 	@echo "make tools   - install the test tools: Debian nginx and wrk, npm oidc-provider, and the Go-built"
-	@echo "               kube-apiserver, etcd, kubectl, helm, kubeconform, traefik (cached by version)"
+	@echo "               kube-apiserver, etcd, kubectl, helm, kubeconform, traefik, the node's binaries"
+	@echo "               (cached by version)"
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -97,6 +101,17 @@ cluster-up: venv
 
 cluster-down:
 	hack/cluster/down.sh
+
+# A node for the control plane of cluster-up (hack/cluster/node.py); root.
+node-up: venv system-packages
+	hack/tools/build.sh kubernetes containerd coredns pause
+	$(BIN)/python -m hack.cluster.node up
+
+# The repository's Dockerfile built daemonless on a local Debian base (hack/images/build.sh),
+# then imported into the node's containerd as docker.io/library/authgate:dev when it runs.
+image: venv system-packages
+	hack/images/build.sh authgate
+	$(BIN)/python -m hack.cluster.node import authgate
 
 # charts/authgate/crds/ is a copy of crds/ (tests/integration/test_chart.py keeps them identical).
 chart-crds:

@@ -118,6 +118,9 @@ class ControlPlane:
     `apiserver_key`, `log_dir`; `port`, `server` (https://127.0.0.1:port),
     `netns_server` (https://10.200.0.1:port), `etcd_url`.
 
+    `with_node=True`: the apiserver admits pods the way a kubelet needs them (the
+    ServiceAccount admission plugin on); `make cluster-up` and the node e2e tests set it.
+
     `detach=True` (the make targets): the processes outlive this Python process, and a
     later `ControlPlane(state_dir)` finds them through the pid files and `state.json`.
     `detach=False` (tests): they get SIGKILL if this process dies without stopping them.
@@ -131,11 +134,13 @@ class ControlPlane:
         binaries: Mapping[str, str | os.PathLike[str]] | None = None,
         detach: bool = False,
         advertise_address: str = API_ADDRESS,
+        with_node: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.kubeconfig = Path(kubeconfig).resolve() if kubeconfig else self.state_dir / "kubeconfig"
         self.detach = detach
         self.advertise_address = advertise_address
+        self.with_node = with_node  # a kubelet will join (hack/cluster/node.py)
         self._binaries = {name: Path(path) for name, path in (binaries or {}).items()}
         pki = self.state_dir / "pki"
         self.ca_path, self.ca_key = pki / "ca.crt", pki / "ca.key"
@@ -284,7 +289,15 @@ class ControlPlane:
         self._peer_url = f"http://127.0.0.1:{free_port()}"
         self._write_kubeconfig()
         self.state_file.write_text(
-            json.dumps({"port": self.port, "etcd_url": self.etcd_url, "kubeconfig": str(self.kubeconfig)}, indent=2)
+            json.dumps(
+                {
+                    "port": self.port,
+                    "etcd_url": self.etcd_url,
+                    "kubeconfig": str(self.kubeconfig),
+                    "with_node": self.with_node,
+                },
+                indent=2,
+            )
         )
 
     def _start_processes(self, deadline: float) -> None:
@@ -325,13 +338,21 @@ class ControlPlane:
             f"--tls-cert-file={self.apiserver_cert}",
             f"--tls-private-key-file={self.apiserver_key}",
             f"--client-ca-file={self.ca_path}",
-            "--authorization-mode=RBAC",
+            # Node + NodeRestriction: what a kubelet (hack/cluster/node.py) needs; harmless
+            # without one.
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={self.admin_cert}",
+            f"--kubelet-client-key={self.admin_key}",
+            "--kubelet-preferred-address-types=InternalIP",  # node names do not resolve here
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={self.sa_public_key}",
             f"--service-account-signing-key-file={self.sa_signing_key}",
             f"--api-audiences={','.join(API_AUDIENCES)}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--disable-admission-plugins=ServiceAccount",
+            # ServiceAccount admission stays on only with a node (pods there need their
+            # tokens); without one nothing creates the `default` ServiceAccounts it demands.
+            *(() if self.with_node else ("--disable-admission-plugins=ServiceAccount",)),
             "--allow-privileged=true",
             "--profiling=false",
         ]
@@ -397,6 +418,7 @@ class ControlPlane:
         except (FileNotFoundError, ValueError):
             return
         self.port, self.etcd_url = state.get("port"), state.get("etcd_url")
+        self.with_node = self.with_node or bool(state.get("with_node"))
 
     def _write_pki(self) -> None:
         from hack.cluster import pki  # cryptography: only needed to start
@@ -508,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, default=DEFAULT_KUBECONFIG, help="admin kubeconfig (%(default)s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for /readyz")
     options = parser.parse_args(argv)
-    cp = ControlPlane(options.dir, kubeconfig=options.kubeconfig, detach=True)
+    cp = ControlPlane(options.dir, kubeconfig=options.kubeconfig, detach=True, with_node=True)
     if options.command == "up":
         if cp.ready():
             print(f"control plane already up: {cp.server} (kubeconfig {cp.kubeconfig})")

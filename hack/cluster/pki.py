@@ -77,6 +77,17 @@ def write_ca(cert_path: Path, key_path: Path, common_name: str, *, validity: dat
     return CA(certificate, key, validity)
 
 
+def load_ca(cert_path: Path, key_path: Path, *, validity: datetime.timedelta = datetime.timedelta(days=365)) -> CA:
+    """The CA that write_ca() wrote, to issue more certificates (a node joining later)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_path}: not the EC key write_ca() writes")
+    return CA(certificate, key, validity)
+
+
 def write_rsa_key_pair(private_path: Path, public_path: Path, key_size: int = 2048) -> None:
     """An RSA key (RS256: what service-account token verifiers expect) and its public half."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)

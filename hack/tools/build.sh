@@ -8,8 +8,10 @@
 #   hack/tools/build.sh --list            each tool, its version, built or not
 #   hack/tools/build.sh --print-path TOOL the binary's path (exit 1 if it is not built)
 #
-# Tools: kube-apiserver kubectl (built together; alias: kubernetes), etcd etcdctl
-# (together), helm, kubeconform, traefik. A tool whose binary exists is skipped without
+# Tools: kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy
+# (built together; alias: kubernetes), etcd etcdctl (together), helm, kubeconform,
+# traefik, containerd containerd-shim-runc-v2 ctr (together), coredns, pause (the
+# sandbox process, C from the kubernetes module, linked statically). A tool whose binary exists is skipped without
 # running Go. Builds run under `nice -n 10`, share one module and build cache under the
 # cache root (a version bump rebuilds incrementally), and are installed by rename, so an
 # interrupted build leaves nothing that looks built. Concurrent runs wait on a per-build
@@ -17,17 +19,22 @@
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
-ALL_TOOLS=(kube-apiserver kubectl etcd etcdctl helm kubeconform traefik)
+KUBERNETES_TOOLS=(kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy)
+CONTAINERD_TOOLS=(containerd containerd-shim-runc-v2 ctr)
+ALL_TOOLS=("${KUBERNETES_TOOLS[@]}" etcd etcdctl helm kubeconform traefik "${CONTAINERD_TOOLS[@]}" coredns pause)
 
 die() { echo "build.sh: $*" >&2; exit 2; }
 
 tool_version() {
   case "$1" in
-    kube-apiserver | kubectl) echo "$KUBERNETES_VERSION" ;;
+    kube-apiserver | kubectl | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | pause)
+      echo "$KUBERNETES_VERSION" ;;
     etcd | etcdctl) echo "$ETCD_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     kubeconform) echo "$KUBECONFORM_VERSION" ;;
     traefik) echo "$TRAEFIK_VERSION" ;;
+    containerd | containerd-shim-runc-v2 | ctr) echo "$CONTAINERD_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
     *) die "unknown tool '$1' (tools: ${ALL_TOOLS[*]})" ;;
   esac
 }
@@ -35,15 +42,17 @@ tool_version() {
 # The build that produces a tool, and the tools each build produces.
 tool_unit() {
   case "$1" in
-    kube-apiserver | kubectl) echo kubernetes ;;
+    kube-apiserver | kubectl | kubelet | kube-controller-manager | kube-scheduler | kube-proxy) echo kubernetes ;;
     etcd | etcdctl) echo etcd ;;
+    containerd | containerd-shim-runc-v2 | ctr) echo containerd ;;
     *) echo "$1" ;;
   esac
 }
 unit_tools() {
   case "$1" in
-    kubernetes) echo kube-apiserver kubectl ;;
+    kubernetes) echo "${KUBERNETES_TOOLS[@]}" ;;
     etcd) echo etcd etcdctl ;;
+    containerd) echo "${CONTAINERD_TOOLS[@]}" ;;
     *) echo "$1" ;;
   esac
 }
@@ -71,10 +80,10 @@ build_kubernetes() {
     flags+=("$p.gitVersion=$v" "$p.gitMajor=$major" "$p.gitMinor=$minor"
       "$p.gitTreeState=clean" "$p.gitCommit=")
   done
-  # One `go build` for both: they share most packages.
+  # One `go build` for all six: they share most packages.
   (cd "$TOOLS_SRC/kubernetes" && CGO_ENABLED=0 nice -n 10 "$GO" build -mod=readonly \
     -ldflags "-s -w$(ldflags_x "${flags[@]}")" -o "$out/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+    "${KUBERNETES_TOOLS[@]/#/k8s.io/kubernetes/cmd/}")
 }
 
 build_etcd() {
@@ -113,6 +122,38 @@ build_traefik() {
     -ldflags "-s -w$(ldflags_x "github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
       "github.com/traefik/traefik/v3/pkg/version.BuildDate=${date:-unknown}")" \
     -o "$out/traefik" github.com/traefik/traefik/v3/cmd/traefik)
+}
+
+build_containerd() {
+  local out="$1" m=github.com/containerd/containerd/v2 flags
+  check_wrapper containerd "$m" "$CONTAINERD_VERSION" "edit hack/tools/containerd/go.mod, go mod tidy"
+  flags="-s -w$(ldflags_x "$m/version.Version=$CONTAINERD_VERSION" "$m/version.Revision=" \
+    "$m/version.Package=$m")"
+  # Static, without cgo (the tags of containerd's own static release build); the shim
+  # leaves out gRPC as containerd's Makefile does.
+  (cd "$TOOLS_SRC/containerd" && CGO_ENABLED=0 nice -n 10 "$GO" build -mod=readonly \
+    -tags "urfave_cli_no_docs osusergo netgo static_build" -ldflags "$flags" -o "$out/" \
+    "$m/cmd/containerd" "$m/cmd/ctr" &&
+    CGO_ENABLED=0 nice -n 10 "$GO" build -mod=readonly \
+      -tags "urfave_cli_no_docs osusergo netgo static_build no_grpc" -ldflags "$flags" \
+      -o "$out/containerd-shim-runc-v2" "$m/cmd/containerd-shim-runc-v2")
+}
+
+build_coredns() {
+  local out="$1"
+  check_wrapper coredns github.com/coredns/coredns "$COREDNS_VERSION" "edit hack/tools/coredns/go.mod, go mod tidy"
+  (cd "$TOOLS_SRC/coredns" && CGO_ENABLED=0 nice -n 10 "$GO" build -mod=readonly -ldflags "-s -w" \
+    -o "$out/coredns" github.com/coredns/coredns)
+}
+
+# The pod sandbox's process: pause.c ships in the kubernetes module (build/pause/linux).
+build_pause() {
+  local out="$1" src
+  (cd "$TOOLS_SRC/kubernetes" && "$GO" mod download k8s.io/kubernetes)
+  src="$GOMODCACHE/k8s.io/kubernetes@$KUBERNETES_VERSION/build/pause/linux/pause.c"
+  [ -f "$src" ] || { echo "no $src" >&2; return 1; }
+  "${CC:-cc}" -Os -Wall -Werror -static -DVERSION="$KUBERNETES_VERSION" -o "$out/pause" "$src"
+  strip "$out/pause"
 }
 
 # --- one build: lock, re-check, build into a temporary directory, rename into place ---
@@ -166,9 +207,15 @@ esac
 
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=("${ALL_TOOLS[@]}")
-units=()
+expanded=()
 for t in "${want[@]}"; do
-  [ "$t" = kubernetes ] && t=kube-apiserver
+  case "$t" in
+    kubernetes) expanded+=("${KUBERNETES_TOOLS[@]}") ;;
+    *) expanded+=("$t") ;;
+  esac
+done
+units=()
+for t in "${expanded[@]}"; do
   tool_version "$t" >/dev/null
   is_built "$t" && continue
   u="$(tool_unit "$t")"

@@ -1,6 +1,7 @@
 """The Go-built test tools (kube-apiserver, kubectl, etcd, etcdctl, helm, kubeconform,
-traefik), built by `make tools` (`hack/tools/build.sh`) into a cache outside the
-repository, keyed by the versions pinned in `hack/tools/versions.env`:
+traefik, and the local node's kubelet, kube-controller-manager, kube-scheduler, kube-proxy,
+containerd, containerd-shim-runc-v2, ctr, coredns, pause), built by `make tools`
+(`hack/tools/build.sh`) into a cache outside the repository, keyed by the versions pinned in `hack/tools/versions.env`:
 
     ${AUTHGATE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/authgate-tools}/<tool>-<version>/bin/<tool>
 
@@ -27,6 +28,15 @@ VERSION_VARS = {
     "helm": "HELM_VERSION",
     "kubeconform": "KUBECONFORM_VERSION",
     "traefik": "TRAEFIK_VERSION",
+    "kubelet": "KUBERNETES_VERSION",
+    "kube-controller-manager": "KUBERNETES_VERSION",
+    "kube-scheduler": "KUBERNETES_VERSION",
+    "kube-proxy": "KUBERNETES_VERSION",
+    "pause": "KUBERNETES_VERSION",
+    "containerd": "CONTAINERD_VERSION",
+    "containerd-shim-runc-v2": "CONTAINERD_VERSION",
+    "ctr": "CONTAINERD_VERSION",
+    "coredns": "COREDNS_VERSION",
 }
 TOOLS = tuple(VERSION_VARS)
 

@@ -19,6 +19,15 @@ VERSION_COMMANDS = {
     "helm": ["version", "--short"],  # v4.3.1
     "kubeconform": ["-v"],  # v0.7.0
     "traefik": ["version"],  # Version: v3.6.12
+    "kubelet": ["--version"],  # Kubernetes v1.36.3
+    "kube-controller-manager": ["--version"],
+    "kube-scheduler": ["--version"],
+    "kube-proxy": ["--version"],
+    "containerd": ["--version"],  # containerd github.com/containerd/containerd/v2 v2.4.2
+    "containerd-shim-runc-v2": ["-v"],  # Version:  v2.4.2
+    "ctr": ["--version"],  # ctr github.com/containerd/containerd/v2 v2.4.2
+    "coredns": ["-version"],  # CoreDNS-1.15.0
+    "pause": ["-v"],  # pause.c v1.36.3 (the version build.sh compiles in)
 }
 
 

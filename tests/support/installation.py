@@ -29,7 +29,7 @@ def eventually(check: Callable[[], object], timeout: float = 30.0, interval: flo
     while time.monotonic() < deadline:
         try:
             last = check()
-        except (httpx.HTTPError, AssertionError, KeyError) as error:
+        except (httpx.HTTPError, AssertionError, KeyError, StopIteration) as error:  # StopIteration: no condition yet
             last = error
         else:
             if last:
