@@ -31,11 +31,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from tests.integration.test_chart import Chart
 from tests.infra.idp import RESOURCES_BY_ALG, SERVICE_CLIENT, OidcProvider
-from tests.support.local_node import NODE_IP, TRAEFIK_NAMESPACE, TRAEFIK_NODE_PORT, NodeCluster, eventually, node_idp
 from tests.infra.tls import TestCA
 from tests.infra.tools import require_built
+from tests.integration.test_chart import Chart
+from tests.support.local_node import NODE_IP, TRAEFIK_NAMESPACE, TRAEFIK_NODE_PORT, NodeCluster, eventually, node_idp
 
 pytestmark = pytest.mark.integration
 
