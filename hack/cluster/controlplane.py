@@ -80,6 +80,15 @@ CERT_VALIDITY = datetime.timedelta(days=365)
 COMPONENTS = ("etcd", "kube-apiserver")  # start order; stopped in reverse
 
 
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a component's log, for an error message (the node uses it too)."""
+    try:
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+    except FileNotFoundError:
+        return f"--- {path}: missing ---"
+    return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
+
+
 class ControlPlaneError(RuntimeError):
     """The control plane failed to start, died, or a kubectl call failed."""
 
@@ -265,12 +274,7 @@ class ControlPlane:
         return {"KUBECONFIG": str(self.kubeconfig)}
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.log_dir / f"{name}.log"
-        try:
-            tail = path.read_text(errors="replace").splitlines()[-lines:]
-        except FileNotFoundError:
-            return f"--- {path}: missing ---"
-        return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
+        return log_tail(self.log_dir / f"{name}.log", lines)
 
     # --- internals ---------------------------------------------------------------------
 

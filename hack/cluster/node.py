@@ -70,6 +70,7 @@ from hack.cluster.controlplane import (
     _stop_group,
     built_tool,
     free_port,
+    log_tail,
 )
 
 NODE_NAME = "authgate-node"
@@ -248,12 +249,7 @@ class Node:
         self._import_images(images)
 
     def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.log_dir / f"{name}.log"
-        try:
-            tail = path.read_text(errors="replace").splitlines()[-lines:]
-        except FileNotFoundError:
-            return f"--- {path}: missing ---"
-        return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
+        return log_tail(self.log_dir / f"{name}.log", lines)
 
     # --- host set-up ---------------------------------------------------------------------
 
@@ -399,39 +395,36 @@ state = {json.dumps(str(self.run_dir / "state"))}
         if result.returncode != 0:
             raise NodeError(f"images {' '.join(images)}: {result.stderr.strip()[-3000:]}")
 
-    def _controller_manager_args(self, port: int) -> list[str | os.PathLike[str]]:
-        cp = self.control_plane
+    def _control_loop_args(self, binary: str, port: int) -> list[str | os.PathLike[str]]:
+        """What kube-controller-manager and kube-scheduler share: the admin kubeconfig, a
+        loopback port, no leader election, no profiling."""
+        kubeconfig = self.control_plane.kubeconfig
         return [
-            self.binary("kube-controller-manager"),
-            f"--cert-dir={self.state_dir / 'kube-controller-manager'}",  # names the state dir (stop() finds it)
-            f"--kubeconfig={cp.kubeconfig}",
-            f"--authentication-kubeconfig={cp.kubeconfig}",
-            f"--authorization-kubeconfig={cp.kubeconfig}",
+            self.binary(binary),
+            f"--cert-dir={self.state_dir / binary}",  # names the state dir (stop() finds it)
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",
             "--leader-elect=false",
+            "--profiling=false",
+        ]
+
+    def _controller_manager_args(self, port: int) -> list[str | os.PathLike[str]]:
+        cp = self.control_plane
+        return [
+            *self._control_loop_args("kube-controller-manager", port),
             f"--service-account-private-key-file={cp.sa_signing_key}",
             f"--root-ca-file={cp.ca_path}",
             f"--cluster-signing-cert-file={cp.ca_path}",
             f"--cluster-signing-key-file={cp.ca_key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--use-service-account-credentials=false",
-            "--profiling=false",
         ]
 
     def _scheduler_args(self, port: int) -> list[str | os.PathLike[str]]:
-        cp = self.control_plane
-        return [
-            self.binary("kube-scheduler"),
-            f"--cert-dir={self.state_dir / 'kube-scheduler'}",  # names the state dir (stop() finds it)
-            f"--kubeconfig={cp.kubeconfig}",
-            f"--authentication-kubeconfig={cp.kubeconfig}",
-            f"--authorization-kubeconfig={cp.kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            "--leader-elect=false",
-            "--profiling=false",
-        ]
+        return self._control_loop_args("kube-scheduler", port)
 
     def _kubelet_args(self, port: int, healthz_port: int) -> list[str | os.PathLike[str]]:
         import yaml

@@ -16,27 +16,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from tests.infra.cluster import Cluster
-from tests.infra.tools import require_built
-from tests.support.installation import REPLICAS, System, eventually, policy
+from tests.support.installation import REPLICAS, System, eventually, installed_system, policy
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def system(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    from tests.infra.netns import NetnsHost, require_netns
-
-    require_built("helm")
-    require_netns()
-    hosts = [NetnsHost(f"op{i}") for i in range(REPLICAS)]
-    installation = System(cluster, tmp_path_factory.mktemp("operator-e2e"), hosts)
-    try:
-        installation.install()
+    with installed_system(cluster, tmp_path_factory.mktemp("operator-e2e"), "op") as installation:
         yield installation
-    finally:
-        installation.stop()
-        for host in hosts:
-            host.close()
 
 
 # -- tests, in the order a user meets them -----------------------------------------------

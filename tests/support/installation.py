@@ -6,9 +6,10 @@ local process authenticated as its ServiceAccount. Used by tests/e2e and bench/.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -233,3 +234,22 @@ class System:
             timeout=5,
             trust_env=False,
         ).json()
+
+
+@contextlib.contextmanager
+def installed_system(cluster: Cluster, directory: Path, host_prefix: str) -> Iterator[System]:
+    """The chart's RBAC, the operator and REPLICAS replicas as test hosts (`<prefix>0`...) in
+    network namespaces, on the session's control plane; all of it stopped and removed after."""
+    from tests.infra.netns import NetnsHost, require_netns
+
+    require_built("helm")
+    require_netns()
+    hosts = [NetnsHost(f"{host_prefix}{i}") for i in range(REPLICAS)]
+    installation = System(cluster, directory, hosts)
+    try:
+        installation.install()
+        yield installation
+    finally:
+        installation.stop()
+        for host in hosts:
+            host.close()
