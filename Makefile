@@ -79,6 +79,7 @@ bench: tools
 	$(BIN)/python -m bench.envoy
 	$(BIN)/python -m bench.exchange
 	$(BIN)/python -m bench.facade
+	$(BIN)/python -m bench.dpop
 
 # Coverage-guided fuzzing of the untrusted-input parsers (atheris; minutes, not in CI): fuzz/REPORT.md.
 FUZZ_SECONDS ?= 60
