@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from tests.support.authgate import AUTHGATE, LOCAL_EGRESS, Authgate
 from tests.support.leaks import assert_clean_log
 
+from authgate.policy.model import ASYMMETRIC_ALGORITHMS
+
 RESOURCE = "https://api.example.com/mcp"
 
 
@@ -103,9 +105,10 @@ def test_bad_token_gets_invalid_token(service, token):
 def test_missing_scope_is_403_insufficient_scope_naming_every_required_scope(service, mint):
     response = service.nginx_check(f"{RESOURCE}/x", "GET", mint(audience=RESOURCE, scope="other"))
     assert response.status_code == 403
+    metadata = 'resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/mcp"'
     assert www_authenticate(response) == (
-        'Bearer error="insufficient_scope", scope="mcp:read", '
-        'resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/mcp"'
+        f'Bearer error="insufficient_scope", scope="mcp:read", {metadata}, '
+        f'DPoP algs="{" ".join(sorted(ASYMMETRIC_ALGORITHMS))}", scope="mcp:read", {metadata}'
     )
 
 
@@ -328,6 +331,8 @@ def test_protected_resource_metadata(service, issuer):
         "authorization_servers": [issuer.issuer],
         "bearer_methods_supported": ["header"],
         "scopes_supported": ["mcp:admin", "mcp:read"],
+        "dpop_signing_alg_values_supported": sorted(ASYMMETRIC_ALGORITHMS),
+        "dpop_bound_access_tokens_required": False,
     }
     root = httpx.get(
         f"http://127.0.0.1:{service.port}/.well-known/oauth-protected-resource", headers={"Host": "api.example.com"}

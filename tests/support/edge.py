@@ -20,15 +20,22 @@ from tests.infra.upstream import EchoUpstream
 from tests.support.authgate import Authgate
 from tests.support.leaks import MINTED_TOKENS, assert_clean_log
 
+from authgate.policy.model import ASYMMETRIC_ALGORITHMS
+
 HOST = "mcp.example.com"
 RESOURCE = "https://mcp.example.com/mcp"
 METADATA_URL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
 OUTAGE_RESOURCE = "https://mcp.example.com/outage"
 SITE_RESOURCE = "https://www.example.com/"  # another host the same authgate serves, all public
 IDENTITY_HEADERS = ("x-auth-subject", "x-auth-roles", "x-auth-scopes", "x-auth-issuer", "x-auth-client-id")
-NO_TOKEN_CHALLENGE = f'Bearer scope="mcp:read", resource_metadata="{METADATA_URL}"'
+# Every challenge offers Bearer then DPoP (RFC 9449 §7.1) in one field: one field because
+# nginx's auth_request passes only the first WWW-Authenticate.
+DPOP_CHALLENGE = (
+    f'DPoP algs="{" ".join(sorted(ASYMMETRIC_ALGORITHMS))}", scope="mcp:read", resource_metadata="{METADATA_URL}"'
+)
+NO_TOKEN_CHALLENGE = f'Bearer scope="mcp:read", resource_metadata="{METADATA_URL}", {DPOP_CHALLENGE}'
 INSUFFICIENT_SCOPE_CHALLENGE = (
-    f'Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="{METADATA_URL}"'
+    f'Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="{METADATA_URL}", {DPOP_CHALLENGE}'
 )
 ADMIN_TOOL = {"Mcp-Method": "tools/call", "Mcp-Name": "admin_reset"}
 

@@ -15,9 +15,7 @@ from authgate.caches import BoundedCache
 
 T = TypeVar("T")
 
-_HIT = metrics.TOKEN_CACHE.labels(result="hit")
-_MISS = metrics.TOKEN_CACHE.labels(result="miss")
-_EXPIRED = metrics.TOKEN_CACHE.labels(result="expired")
+_COUNTS = metrics.cache_counts("verified_token")
 
 
 class VerifiedTokenCache(Generic[T]):
@@ -31,9 +29,9 @@ class VerifiedTokenCache(Generic[T]):
         expired = entries.expired
         value = entries.get((issuer_key, token_digest), now)  # one lookup on the hot path
         if value is not None:
-            _HIT.inc()
+            _COUNTS[metrics.HIT] += 1
         else:
-            (_EXPIRED if entries.expired != expired else _MISS).inc()
+            _COUNTS[metrics.EXPIRED if entries.expired != expired else metrics.MISS] += 1
         return value
 
     def put(self, issuer_key: bytes, token_digest: bytes, value: T, expires_at: float, now: float) -> None:
