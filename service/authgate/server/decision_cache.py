@@ -36,7 +36,7 @@ _COUNTS = metrics.cache_counts("decision")
 class CachedAnswer:
     status: int
     headers: tuple[tuple[bytes, bytes], ...]  # every response header but x-request-id, content-length included
-    body: bytes
+    body: bytes  # the HTTP body; for envoy-grpc the serialized CheckResponse (without the request id)
     decision: Decision  # for the counters
     log_fields: str | None  # the decision line's fixed fields (logs.DecisionLog.encode_fields)
     generation: int  # of the snapshot it was decided under

@@ -35,7 +35,7 @@ log = logging.getLogger("authgate")
 class ServiceSettings:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     jwks: JwksSettings = field(default_factory=JwksSettings)
-    token_cache_entries: int = 10_000
+    token_cache_entries: int = 100_000
     token_cache_ttl: float = 300.0
     forwarded_for_hops: int = 0  # proxies in front of the public port appending to X-Forwarded-For
     decision_cache_entries: int = 10_000  # rendered answers (decision_cache.py); 0: off
