@@ -153,6 +153,11 @@ containerfile_image() {
   buildah build --quiet --layers=false --network host --pull=never \
     --build-arg "BASE_IMAGE=$(image_name base)" "$@" "${secret[@]}" \
     -t "$(image_name "$image")" -f "$here/$image.Containerfile" "$context" >/dev/null
+  # Images of older inputs are superseded: their tags and archives go.
+  local name repo current
+  name="$(image_name "$image")" repo="${name%:*}" current="$(basename "$(archive "$image")")"
+  buildah images --format '{{.Name}}:{{.Tag}}' | grep "^$repo:" | grep -vxF "$name" | xargs -r buildah rmi >/dev/null 2>&1 || true
+  find "$IMAGES_DIR" -maxdepth 1 -name "$(echo "$repo" | tr '/:' '__')_*" ! -name "$current*" -delete
 }
 build_test_idp() {
   [ -f "$root/hack/idp/node_modules/oidc-provider/package.json" ] || die "hack/idp/node_modules missing: make idp"
