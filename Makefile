@@ -63,7 +63,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile hack/images/*.Containerfile
 
 # The fast loop: lint (with the import contracts) and the unit tests; installs no tools.
 check: lint
