@@ -72,6 +72,8 @@ from tests.support.mcp_flow import (
     remember,
 )
 
+from authgate.policy.model import ASYMMETRIC_ALGORITHMS
+
 pytestmark = pytest.mark.integration
 
 ORIGIN = f"https://{HOST}:{TRAEFIK_NODE_PORT}"  # Traefik's NodePort: the facade issuer keeps the port
@@ -252,8 +254,10 @@ async def test_a_tool_call_without_a_token_or_with_a_forged_one_never_reaches_th
 
     anonymous = await raw_tool_call(RESOURCE, context, RESOLVE, bearer=None)
     assert anonymous.status_code == 401
+    metadata = f'resource_metadata="{ORIGIN}/.well-known/oauth-protected-resource/mcp"'
     assert anonymous.headers["www-authenticate"] == (
-        f'Bearer scope="mcp:read", resource_metadata="{ORIGIN}/.well-known/oauth-protected-resource/mcp"'
+        f'Bearer scope="mcp:read", {metadata}, '
+        f'DPoP algs="{" ".join(sorted(ASYMMETRIC_ALGORITHMS))}", scope="mcp:read", {metadata}'
     )
     refused = await raw_tool_call(RESOURCE, context, RESOLVE, bearer=attacker)
     assert refused.status_code == 401
