@@ -36,6 +36,16 @@ FACADE_REQUESTS = Counter(
 ERRORS = Counter("authgate_internal_errors_total", "Unexpected errors (each one failed closed).", ["where"])
 
 
+_CACHE_FAMILIES = {
+    "verified_token": (
+        "authgate_verified_token_cache_total",
+        "authgate_verified_token_cache_hit_ratio",
+        "Verified-token",
+    ),
+    "decision": ("authgate_decision_cache_total", "authgate_decision_cache_hit_ratio", "Decision"),
+}
+
+
 class HotPathCollector(Collector):
     """authgate_checks_total, authgate_check_duration_seconds, and the cache lookups
     (authgate_verified_token_cache_total, authgate_decision_cache_total and their hit
@@ -45,11 +55,13 @@ class HotPathCollector(Collector):
         self.checks: dict[tuple[str, bool, str], int] = {}
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: above every bound
         self.latency_sum = 0.0
-        self.caches: dict[str, list[int]] = {"verified_token": [0, 0, 0], "decision": [0, 0, 0]}  # hit, miss, expired
+        self.caches: dict[str, list[int]] = {name: [0, 0, 0] for name in _CACHE_FAMILIES}  # hit, miss, expired
 
     def collect(self) -> Iterator[object]:
         checks = CounterMetricFamily(
-            "authgate_checks", "External-auth checks by decision and reason.", labels=["dialect", "decision", "reason"]
+            "authgate_checks_total",
+            "External-auth checks by decision and reason.",
+            labels=["dialect", "decision", "reason"],
         )
         for (dialect, allowed, reason), count in list(self.checks.items()):
             checks.add_metric([dialect, "allow" if allowed else "deny", reason], count)
@@ -63,15 +75,13 @@ class HotPathCollector(Collector):
         )
         latency.add_metric([], buckets, self.latency_sum)
         yield latency
-        for name, what in (("verified_token", "Verified-token"), ("decision", "Decision")):
+        for name, (total, hit_ratio, what) in _CACHE_FAMILIES.items():
             hit, miss, expired = self.caches[name]
-            lookups = CounterMetricFamily(f"authgate_{name}_cache", f"{what} cache lookups.", labels=["result"])
+            lookups = CounterMetricFamily(total, f"{what} cache lookups.", labels=["result"])
             for result, count in (("hit", hit), ("miss", miss), ("expired", expired)):
                 lookups.add_metric([result], count)
             yield lookups
-            ratio = GaugeMetricFamily(
-                f"authgate_{name}_cache_hit_ratio", f"{what} cache hits per lookup since the start (0 before any)."
-            )
+            ratio = GaugeMetricFamily(hit_ratio, f"{what} cache hits per lookup since the start (0 before any).")
             ratio.add_metric([], hit / (hit + miss + expired) if hit + miss + expired else 0.0)
             yield ratio
 

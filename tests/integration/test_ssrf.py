@@ -167,12 +167,12 @@ def test_the_listener_does_record_a_connection_that_egress_allows(tmp_path, list
     """The control: with 127.0.0.1 allowed, the same request reaches the listener (so the
     zero counts above mean screening, not a listener that records nothing)."""
     document = _policy("allowed", "allowed.example.com", {"issuer": f"https://127.0.0.1:{listener.port}/realm"})
+    before = listener.connections  # (the key prefetch at start, or the check's own fetch, connects)
     instance = Authgate(tmp_path, yaml.safe_dump(document), ["--egress-allow", "127.0.0.1"]).start()
     try:
         token = SigningKey.generate("ES256").sign(
             claims(f"https://127.0.0.1:{listener.port}/realm", "https://allowed.example.com/mcp")
         )
-        before = listener.connections
         response = httpx.get(
             instance.check_url("nginx"),
             headers={
