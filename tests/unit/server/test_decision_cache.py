@@ -181,3 +181,15 @@ def test_dpop_requests_are_never_cached(apps, tokens, loop):
     before = len(cached.service.answers)
     loop.run(call(cached, *args))
     assert len(cached.service.answers) == before
+
+
+def test_an_entry_of_an_issuer_that_failed_closed_is_decided_again(apps, tokens, loop, monkeypatch):
+    cached = apps[0]
+    counts = metrics.cache_counts("decision")
+    args = ("nginx", "GET", "/mcp/tools", {"authorization": f"Bearer {tokens['admin']}"})
+    assert loop.run(call(cached, *args))[0] == 200
+    assert loop.run(call(cached, *args))[0] == 200  # a hit
+    dropped = counts[metrics.EXPIRED]
+    monkeypatch.setattr(cached.service.keys, "usable", lambda source: False)
+    loop.run(call(cached, *args))
+    assert counts[metrics.EXPIRED] == dropped + 1  # not served from the cache: decided again
