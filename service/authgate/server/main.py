@@ -8,7 +8,6 @@ snapshot), and runs the five ports in one event loop: public, check and admin
 from __future__ import annotations
 
 import gc
-
 import gzip
 import io
 import logging
