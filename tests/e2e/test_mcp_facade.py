@@ -91,6 +91,9 @@ def edge_config(example: str, *, second: Authgate, cert: IssuedCert, access_log:
         ("worker_processes auto;", "worker_processes 1;"),
         ("\nhttp {\n", f"\n{http_block}"),
         ("listen 8000", "listen 8000 ssl"),
+        # The example's TLS server certificate is for mcp.example.com: this origin's instead.
+        ("ssl_certificate /etc/nginx/tls/mcp.example.com.pem;", f"ssl_certificate {cert.cert};"),
+        ("ssl_certificate_key /etc/nginx/tls/mcp.example.com-key.pem;", f"ssl_certificate_key {cert.key};"),
         ("server_name mcp.example.com;", f"server_name {HOST};"),
         ("server 127.0.0.1:8082;", f"server 127.0.0.1:8082;\n        server 127.0.0.1:{second.check_port};"),
         ("server 127.0.0.1:8080;", f"server 127.0.0.1:8080;\n        server 127.0.0.1:{second.port};"),
