@@ -1,0 +1,669 @@
+"""Sender-constrained tokens through the real proxies: DPoP (RFC 9449) and certificate-bound
+tokens (RFC 8705 §3), with tokens the real oidc-provider bound.
+
+One oidc-provider (DPoP proofs in ES256, EdDSA and RS256 at its token endpoint; its RFC 8705
+listener binding `BOUND_CLIENT`'s tokens to its certificate) and one echo app serve the
+module. Each example proxy runs as shipped (tests/infra only moves its ports and TLS files)
+with a TLS listener whose server and client certificates come from the module's CA, in front
+of its own `authgate serve`: the trusted certificate header is service configuration, one
+per process, and every proxy writes a different one (tests/support/sender_constrained.py).
+Clients speak https to the proxy with SNI and Host mcp.example.com, so every proof's `htu`
+is https://mcp.example.com/..., whichever dialect carries it.
+
+What each test proves is in its name; the forgeries a resource server must refuse are in
+BAD_PROOFS. The certificate header forged by a client is tested two ways: authgate behind
+each proxy refuses a stolen certificate-bound token whatever copy of the header the client
+sends, and (test_client_sent_certificate_header_never_reaches_the_check) a recorder in
+authgate's place shows what the proxy really sent to the check.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.infra.availability import require_tool
+from tests.infra.idp import (
+    BOUND_CLIENT_CN,
+    DPOP_CLIENT,
+    RESOURCES_BY_ALG,
+    OidcProvider,
+    install_problem,
+)
+from tests.infra.nginx import Nginx
+from tests.infra.tls import IssuedCert, TestCA
+from tests.infra.upstream import EchoUpstream
+from tests.support import proxy_cases
+from tests.support.authgate import Authgate
+from tests.support.dpop import ProofKey, access_token_hash, certificate_thumbprint, dpop_headers
+from tests.support.facade import sealing_keys_file
+from tests.support.leaks import MINTED_TOKENS, assert_clean_log, assert_no_token_in
+from tests.support.sender_constrained import (
+    CERT_HEADERS,
+    HOST,
+    ORIGIN,
+    PROOF_ALGORITHMS,
+    PROXIES,
+    RESOURCE,
+    SecureEdge,
+    challenge_error,
+    forged_cert_header,
+    policies,
+)
+
+pytestmark = pytest.mark.integration
+
+assert RESOURCES_BY_ALG["RS256"] == RESOURCE  # the IdP's tokens for RESOURCE
+SHORT_NONCE_SECONDS = 2
+METADATA_URL = f"{ORIGIN}/.well-known/oauth-protected-resource/mcp"
+
+
+def claims(token: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+
+
+# -- fixtures: the IdP, keys, tokens and certificates once per module -------------------------
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("sender-pki"))
+
+
+@pytest.fixture(scope="module")
+def idp(pki: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    require_tool(install_problem())
+    with OidcProvider(
+        tmp_path_factory.mktemp("sender-idp"),
+        ca=pki,
+        mtls=True,
+        certificate_bound=True,
+        dpop_algorithms=list(PROOF_ALGORITHMS),
+    ) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def proof_keys() -> dict[str, ProofKey]:
+    return {alg: ProofKey.generate(alg) for alg in PROOF_ALGORITHMS}
+
+
+@pytest.fixture(scope="module")
+def dpop_tokens(idp: OidcProvider, proof_keys: dict[str, ProofKey]) -> dict[str, str]:
+    """A DPoP-bound access token (scope mcp:read) per proof key, bound by the IdP itself."""
+    tokens = {}
+    for alg, key in proof_keys.items():
+        body = idp.dpop_token(
+            DPOP_CLIENT,
+            RESOURCE,
+            proof=lambda htm, htu, nonce, key=key: key.proof(htm, htu, nonce=nonce),
+            scope="mcp:read",
+        )
+        assert body["token_type"] == "DPoP"
+        token = body["access_token"]
+        MINTED_TOKENS.add(token)
+        assert claims(token)["cnf"] == {"jkt": key.thumbprint}
+        tokens[alg] = token
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def bearer_token(idp: OidcProvider) -> str:
+    return proxy_cases.service_token(idp, RESOURCE)
+
+
+@pytest.fixture(scope="module")
+def client_cert(pki: TestCA) -> IssuedCert:
+    """The certificate BOUND_CLIENT authenticates with, and its tokens are bound to."""
+    return pki.issue_client_cert("bound-client", common_name=BOUND_CLIENT_CN)
+
+
+@pytest.fixture(scope="module")
+def other_cert(pki: TestCA) -> IssuedCert:
+    """A valid client certificate of the same CA, held by someone else."""
+    return pki.issue_client_cert("other-client", common_name="other-client")
+
+
+@pytest.fixture(scope="module")
+def cert_token(idp: OidcProvider, client_cert: IssuedCert) -> str:
+    body = idp.certificate_bound_token(client_cert, RESOURCE, scope="mcp:read")
+    token = body["access_token"]
+    MINTED_TOKENS.add(token)
+    assert claims(token)["cnf"] == {"x5t#S256": certificate_thumbprint(client_cert.cert)}
+    return token
+
+
+@pytest.fixture(scope="module")
+def sealing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sealing_keys_file(tmp_path_factory.mktemp("sender-sealing") / "keys.json")
+
+
+def start_authgate(
+    directory: Path, idp: OidcProvider, pki: TestCA, sealing_keys: Path, cert_header: str, name: str = "authgate"
+) -> Authgate:
+    args = ["--ca-bundle", str(pki.ca_path), "--egress-allow", "127.0.0.1", "--sealing-keys", str(sealing_keys)]
+    args += ["--client-cert-header", cert_header]
+    policy = policies(idp.issuer, short_nonce_seconds=SHORT_NONCE_SECONDS)
+    return Authgate(directory, policy, args, name=name).start()
+
+
+@pytest.fixture(scope="module", params=PROXIES)
+def edge(
+    request: pytest.FixtureRequest,
+    idp: OidcProvider,
+    pki: TestCA,
+    sealing_keys: Path,
+    app: EchoUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SecureEdge]:
+    """The example proxy `request.param` over TLS, in front of its own authgate."""
+    name = request.param
+    proxy_cases.require_proxy(name)
+    work_dir = Path(tmp_path_factory.mktemp(f"sender-{name}"))
+    authgate = start_authgate(work_dir / "authgate", idp, pki, sealing_keys, CERT_HEADERS[name])
+    try:
+        proxy = proxy_cases.example_proxy(name, work_dir / "proxy", authgate, app, ca=pki)
+        with proxy:
+            secure = SecureEdge(name, proxy, authgate, app, pki)
+            yield secure
+            secure.close()
+        assert proxy.process is not None
+        assert_no_token_in(proxy.process.read_log(), f"the {name} log")
+        if isinstance(proxy, Nginx) and proxy.access_log.exists():
+            assert_no_token_in(proxy.access_log.read_text(errors="replace"), "the nginx access log")
+    finally:
+        authgate.stop()
+    assert_clean_log(authgate.log(), str(authgate.process.log_path))
+
+
+def dpop_request(
+    edge: SecureEdge,
+    path: str,
+    token: str,
+    key: ProofKey,
+    *,
+    method: str = "GET",
+    cert: IssuedCert | None = None,
+    **proof: Any,
+) -> httpx.Response:
+    """`path` with `Authorization: DPoP token` and a proof by `key` for it (the `htu` is
+    the request's URL without the query unless `proof` names another)."""
+    htu = proof.pop("htu", f"{ORIGIN}{path.split('?', 1)[0]}")
+    htm = proof.pop("htm", method)
+    return edge.request(
+        path, method=method, headers=dpop_headers(token, key.proof(htm, htu, access_token=token, **proof)), cert=cert
+    )
+
+
+def assert_refused(response: httpx.Response, edge: SecureEdge, error: str) -> None:
+    """401 with `error` in the one WWW-Authenticate field and in the body; nothing at the app."""
+    assert response.status_code == 401, response.text
+    assert challenge_error(response) == error, response.headers.get_list("www-authenticate")
+    assert response.json()["error"] == error
+    assert edge.new_app_requests() == []
+
+
+def assert_reached_app(response: httpx.Response, edge: SecureEdge) -> dict:
+    assert response.status_code == 200, (response.status_code, response.headers, response.text)
+    [echoed] = edge.new_app_requests()
+    return echoed
+
+
+# -- allow -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("alg", PROOF_ALGORITHMS)
+def test_dpop_bound_token_with_a_good_proof_reaches_the_app(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey], alg: str
+) -> None:
+    token = dpop_tokens[alg]
+    echoed = assert_reached_app(dpop_request(edge, "/mcp/tools?cursor=2", token, proof_keys[alg]), edge)
+
+    assert echoed["path"] == "/mcp/tools"
+    assert echoed["headers"]["x-auth-subject"] == DPOP_CLIENT.client_id
+    assert echoed["headers"]["x-auth-roles"] == "reader"
+
+
+@pytest.mark.parametrize(
+    "htu",
+    [
+        "HTTPS://MCP.Example.COM/mcp/tools",  # scheme and host case
+        "https://mcp.example.com:443/mcp/tools",  # default port
+        "https://mcp.example.com/mcp/./x/../tools",  # dot-segments
+        "https://mcp.example.com/mcp/%74ools",  # percent-encoded unreserved character
+        "https://mcp.example.com/mcp/tools?other=query#fragment",  # query and fragment ignored
+    ],
+)
+def test_htu_is_compared_after_normalization(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey], htu: str
+) -> None:
+    response = dpop_request(edge, "/mcp/tools?cursor=2", dpop_tokens["ES256"], proof_keys["ES256"], htu=htu)
+    assert_reached_app(response, edge)
+
+
+def test_post_with_a_post_proof_reaches_the_app(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    response = dpop_request(edge, "/mcp", dpop_tokens["EdDSA"], proof_keys["EdDSA"], method="POST")
+    assert assert_reached_app(response, edge)["method"] == "POST"
+
+
+def test_unbound_bearer_token_passes_where_binding_is_optional(edge: SecureEdge, bearer_token: str) -> None:
+    assert_reached_app(edge.request("/mcp", headers=[("Authorization", f"Bearer {bearer_token}")]), edge)
+
+
+def test_certificate_bound_token_with_its_certificate_reaches_the_app(
+    edge: SecureEdge, cert_token: str, client_cert: IssuedCert
+) -> None:
+    response = edge.request("/mcp", headers=[("Authorization", f"Bearer {cert_token}")], cert=client_cert)
+    assert assert_reached_app(response, edge)["headers"]["x-auth-subject"] == "bound-service"
+
+
+# -- DPoP proofs that must be refused ----------------------------------------------------------
+def _other_key_signature(key: ProofKey, token: str, htm: str, htu: str) -> str:
+    """Signed by another key while naming `key`'s public JWK: the signature does not verify."""
+    return ProofKey.generate(key.alg).proof(htm, htu, access_token=token, header_jwk=key.jwk)
+
+
+def _tampered(key: ProofKey, token: str, htm: str, htu: str) -> str:
+    head, payload, signature = key.proof(htm, htu, access_token=token).split(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    forged["htu"] = htu  # same claims, re-encoded with other spacing: the signature no longer fits
+    return f"{head}.{base64.urlsafe_b64encode(json.dumps(forged, indent=1).encode()).rstrip(b'=').decode()}.{signature}"
+
+
+ProofMaker = Callable[[ProofKey, str, str, str], str]
+
+
+def _proof(**knobs: Any) -> ProofMaker:
+    def make(key: ProofKey, token: str, htm: str, htu: str) -> str:
+        values = {"htm": htm, "htu": htu, "access_token": token, **knobs}
+        return key.proof(values.pop("htm"), values.pop("htu"), **values)
+
+    return make
+
+
+BAD_PROOFS: list[tuple[str, ProofMaker]] = [
+    ("wrong_htm", _proof(htm="POST")),
+    ("htu_other_host", _proof(htu="https://other.example.com/mcp/tools")),
+    ("htu_other_path", _proof(htu="https://mcp.example.com/mcp/other")),
+    ("htu_other_scheme", _proof(htu="http://mcp.example.com/mcp/tools")),
+    ("htu_other_port", _proof(htu="https://mcp.example.com:8443/mcp/tools")),
+    ("htu_path_in_the_query", _proof(htu="https://mcp.example.com/mcp?/tools")),
+    ("htu_url_in_the_query", _proof(htu="https://evil.example/mcp/tools?https://mcp.example.com/mcp/tools")),
+    ("htu_url_in_the_fragment", _proof(htu="https://evil.example/#https://mcp.example.com/mcp/tools")),
+    ("htu_userinfo", _proof(htu="https://mcp.example.com@evil.example/mcp/tools")),
+    ("htu_dot_segments_elsewhere", _proof(htu="https://mcp.example.com/mcp/tools/../../admin")),
+    ("htu_encoded_slash", _proof(htu="https://mcp.example.com/mcp%2Ftools")),
+    ("stale_iat", _proof(iat=time.time() - 600)),
+    ("future_iat", _proof(iat=time.time() + 600)),
+    ("no_iat", _proof(omit=("iat",))),
+    ("no_jti", _proof(omit=("jti",))),
+    ("no_htu", _proof(omit=("htu",))),
+    ("no_ath", _proof(omit=("ath",))),
+    ("wrong_ath", _proof(ath=access_token_hash("another.access.token"))),
+    ("typ_jwt", _proof(typ="JWT")),
+    ("no_typ", _proof(typ=None)),
+    ("alg_hs256", _proof(header_alg="HS256")),
+    ("alg_none", _proof(header_alg="none")),
+    ("private_key_in_jwk", _proof(private_jwk=True)),
+    ("symmetric_jwk", _proof(header_jwk={"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"})),
+    ("bad_signature", _other_key_signature),
+    ("tampered_payload", _tampered),
+    ("not_a_jwt", lambda key, token, htm, htu: "not-a-proof"),
+]
+
+
+@pytest.mark.parametrize(("kind", "make"), BAD_PROOFS, ids=[kind for kind, _ in BAD_PROOFS])
+def test_bad_proof_is_invalid_dpop_proof(
+    edge: SecureEdge,
+    dpop_tokens: dict[str, str],
+    proof_keys: dict[str, ProofKey],
+    kind: str,
+    make: ProofMaker,
+) -> None:
+    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
+    proof = make(key, token, "GET", f"{ORIGIN}/mcp/tools")
+    response = edge.request("/mcp/tools", headers=dpop_headers(token, proof))
+
+    assert_refused(response, edge, "invalid_dpop_proof")
+    [challenge] = response.headers.get_list("www-authenticate")
+    assert challenge.startswith("DPoP ")
+
+
+@pytest.mark.parametrize(
+    ("alg", "header_alg"),
+    [("EdDSA", "ES256"), ("ES256", "EdDSA"), ("ES256", "RS256"), ("RS256", "ES256")],
+)
+def test_alg_that_does_not_fit_the_key_is_invalid_dpop_proof(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey], alg: str, header_alg: str
+) -> None:
+    response = dpop_request(edge, "/mcp", dpop_tokens[alg], proof_keys[alg], header_alg=header_alg)
+    assert_refused(response, edge, "invalid_dpop_proof")
+
+
+def test_replayed_proof_is_refused(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    token = dpop_tokens["RS256"]
+    headers = dpop_headers(token, proof_keys["RS256"].proof("GET", f"{ORIGIN}/mcp", access_token=token))
+    assert_reached_app(edge.request("/mcp", headers=headers), edge)
+
+    assert_refused(edge.request("/mcp", headers=headers), edge, "invalid_dpop_proof")
+
+
+def test_proof_by_another_key_than_the_tokens_is_invalid_token(edge: SecureEdge, dpop_tokens: dict[str, str]) -> None:
+    """A valid proof, by the thief's own key: the token's cnf.jkt names another."""
+    response = dpop_request(edge, "/mcp", dpop_tokens["ES256"], ProofKey.generate("ES256"))
+    assert_refused(response, edge, "invalid_token")
+
+
+def test_dpop_bound_token_sent_as_bearer_is_invalid_token(edge: SecureEdge, dpop_tokens: dict[str, str]) -> None:
+    response = edge.request("/mcp", headers=[("Authorization", f"Bearer {dpop_tokens['ES256']}")])
+    assert_refused(response, edge, "invalid_token")
+
+
+def test_unbound_token_with_the_dpop_scheme_is_invalid_token(
+    edge: SecureEdge, bearer_token: str, proof_keys: dict[str, ProofKey]
+) -> None:
+    response = dpop_request(edge, "/mcp", bearer_token, proof_keys["ES256"])
+    assert_refused(response, edge, "invalid_token")
+
+
+def test_dpop_scheme_without_a_proof_is_refused(edge: SecureEdge, dpop_tokens: dict[str, str]) -> None:
+    response = edge.request("/mcp", headers=dpop_headers(dpop_tokens["ES256"], None))
+    assert response.status_code == 401
+    assert challenge_error(response) in ("invalid_dpop_proof", "invalid_token")
+    assert edge.new_app_requests() == []
+
+
+def test_two_proofs_are_a_bad_request(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
+    first, second = (key.proof("GET", f"{ORIGIN}/mcp", access_token=token) for _ in range(2))
+    response = edge.request("/mcp", headers=[*dpop_headers(token, first), ("DPoP", second)])
+    assert response.status_code == 400
+    assert edge.new_app_requests() == []
+
+
+def test_proofs_joined_with_a_comma_are_a_bad_request(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
+    first, second = (key.proof("GET", f"{ORIGIN}/mcp", access_token=token) for _ in range(2))
+    response = edge.request("/mcp", headers=dpop_headers(token, f"{first},{second}"))
+    assert response.status_code == 400
+    assert edge.new_app_requests() == []
+
+
+# -- challenges and metadata -------------------------------------------------------------------
+def test_no_token_gets_one_challenge_field_with_dpop_and_bearer(edge: SecureEdge) -> None:
+    response = edge.request("/mcp")
+
+    assert response.status_code == 401
+    [challenge] = response.headers.get_list("www-authenticate")  # nginx passes only the first field
+    assert challenge.startswith("DPoP ")
+    assert f'algs="{" ".join(PROOF_ALGORITHMS)}"' in challenge
+    assert ", Bearer " in challenge
+    assert challenge.count(f'resource_metadata="{METADATA_URL}"') == 2
+    assert "error=" not in challenge
+
+
+def test_protected_resource_metadata_advertises_dpop(edge: SecureEdge) -> None:
+    document = edge.request("/.well-known/oauth-protected-resource/mcp").json()
+    assert document["dpop_signing_alg_values_supported"] == list(PROOF_ALGORITHMS)
+    assert document["dpop_bound_access_tokens_required"] is False
+
+    required = edge.request("/.well-known/oauth-protected-resource/dpop-required").json()
+    assert required["dpop_bound_access_tokens_required"] is True
+    mtls = edge.request("/.well-known/oauth-protected-resource/mtls-required").json()
+    assert mtls["tls_client_certificate_bound_access_tokens"] is True
+
+
+# -- nonces ------------------------------------------------------------------------------------
+def nonce_from(response: httpx.Response) -> str:
+    """The fresh nonce of a use_dpop_nonce answer, which must reach the client."""
+    assert response.status_code == 401, response.text
+    assert challenge_error(response) == "use_dpop_nonce"
+    [nonce] = response.headers.get_list("dpop-nonce")
+    assert nonce
+    return nonce
+
+
+def test_proof_without_a_nonce_gets_one_and_the_retry_passes(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    token, key = dpop_tokens["EdDSA"], proof_keys["EdDSA"]
+    first = dpop_request(edge, "/nonce", token, key)
+    assert_refused(first, edge, "use_dpop_nonce")
+    nonce = nonce_from(first)
+
+    assert_reached_app(dpop_request(edge, "/nonce", token, key, nonce=nonce), edge)
+    # the nonce stays good for its lifetime, for further proofs of this client
+    assert_reached_app(dpop_request(edge, "/nonce/more", token, key, nonce=nonce), edge)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda nonce: nonce[:-2] + ("AA" if not nonce.endswith("AA") else "BB"),  # MAC no longer fits
+        lambda nonce: "a" * len(nonce),
+        lambda nonce: "",
+        lambda nonce: nonce + nonce,
+    ],
+    ids=["mac_changed", "made_up", "empty", "doubled"],
+)
+def test_forged_nonce_is_use_dpop_nonce(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey], forge: Callable[[str], str]
+) -> None:
+    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
+    nonce = nonce_from(dpop_request(edge, "/nonce", token, key))
+
+    response = dpop_request(edge, "/nonce", token, key, nonce=forge(nonce))
+    assert_refused(response, edge, "use_dpop_nonce")
+    assert nonce_from(response)
+
+
+def test_nonce_of_another_policy_is_use_dpop_nonce(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
+    other = nonce_from(dpop_request(edge, "/other-nonce", token, key))
+
+    assert_refused(dpop_request(edge, "/nonce", token, key, nonce=other), edge, "use_dpop_nonce")
+    assert_reached_app(dpop_request(edge, "/other-nonce", token, key, nonce=other), edge)
+
+
+def test_expired_nonce_is_use_dpop_nonce(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    token, key = dpop_tokens["RS256"], proof_keys["RS256"]
+    nonce = nonce_from(dpop_request(edge, "/short-nonce", token, key))
+    assert_reached_app(dpop_request(edge, "/short-nonce", token, key, nonce=nonce), edge)
+
+    time.sleep(SHORT_NONCE_SECONDS + 1.5)
+    response = dpop_request(edge, "/short-nonce", token, key, nonce=nonce)
+    assert_refused(response, edge, "use_dpop_nonce")
+    assert nonce_from(response) != nonce
+
+
+def test_nonce_is_not_asked_for_where_the_policy_has_none(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    response = edge.request("/mcp")
+    assert "dpop-nonce" not in response.headers
+    assert_reached_app(dpop_request(edge, "/mcp", dpop_tokens["ES256"], proof_keys["ES256"]), edge)
+
+
+# -- what a policy requires --------------------------------------------------------------------
+def test_dpop_required_refuses_a_bearer_token(
+    edge: SecureEdge, bearer_token: str, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    refused = edge.request("/dpop-required", headers=[("Authorization", f"Bearer {bearer_token}")])
+    assert_refused(refused, edge, "invalid_token")
+    assert_reached_app(dpop_request(edge, "/dpop-required", dpop_tokens["ES256"], proof_keys["ES256"]), edge)
+
+
+def test_dpop_disabled_refuses_a_dpop_bound_token(
+    edge: SecureEdge, bearer_token: str, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    response = dpop_request(edge, "/dpop-disabled", dpop_tokens["ES256"], proof_keys["ES256"])
+    assert_refused(response, edge, "invalid_token")
+    assert_reached_app(edge.request("/dpop-disabled", headers=[("Authorization", f"Bearer {bearer_token}")]), edge)
+
+
+def test_mtls_required_refuses_an_unbound_token_even_with_a_certificate(
+    edge: SecureEdge, bearer_token: str, cert_token: str, client_cert: IssuedCert
+) -> None:
+    refused = edge.request("/mtls-required", headers=[("Authorization", f"Bearer {bearer_token}")], cert=client_cert)
+    assert_refused(refused, edge, "invalid_token")
+    allowed = edge.request("/mtls-required", headers=[("Authorization", f"Bearer {cert_token}")], cert=client_cert)
+    assert_reached_app(allowed, edge)
+
+
+# -- certificate-bound tokens --------------------------------------------------------------------
+def test_certificate_bound_token_without_a_certificate_is_invalid_token(edge: SecureEdge, cert_token: str) -> None:
+    response = edge.request("/mcp", headers=[("Authorization", f"Bearer {cert_token}")])
+    assert_refused(response, edge, "invalid_token")
+
+
+def test_certificate_bound_token_with_another_certificate_is_invalid_token(
+    edge: SecureEdge, cert_token: str, other_cert: IssuedCert
+) -> None:
+    response = edge.request("/mcp", headers=[("Authorization", f"Bearer {cert_token}")], cert=other_cert)
+    assert_refused(response, edge, "invalid_token")
+
+
+@pytest.mark.parametrize("with_own_certificate", [False, True], ids=["no_certificate", "own_certificate"])
+def test_certificate_header_forged_by_the_client_is_ignored(
+    edge: SecureEdge, cert_token: str, client_cert: IssuedCert, other_cert: IssuedCert, with_own_certificate: bool
+) -> None:
+    """A thief with the token (its cnf.x5t#S256 is readable) claims the victim's certificate
+    in the header the proxy would write, in the proxy's format, once and twice."""
+    forged = forged_cert_header(edge.name, client_cert.cert)
+    headers = [("Authorization", f"Bearer {cert_token}"), forged, forged]
+    response = edge.request("/mcp", headers=headers, cert=other_cert if with_own_certificate else None)
+    assert_refused(response, edge, "invalid_token")
+
+
+def test_forged_certificate_header_does_not_hide_the_real_certificate(
+    edge: SecureEdge, cert_token: str, client_cert: IssuedCert, other_cert: IssuedCert
+) -> None:
+    """The holder of the certificate passes even when a header claiming another one rides
+    along: the proxy replaced it (a second copy would have been a 400)."""
+    headers = [("Authorization", f"Bearer {cert_token}"), forged_cert_header(edge.name, other_cert.cert)]
+    assert_reached_app(edge.request("/mcp", headers=headers, cert=client_cert), edge)
+
+
+# -- what the proxy sends to the check, seen by a recorder in authgate's place -------------------
+class Recorder:
+    """An echo server in authgate's place (check, gRPC and public port all point at it):
+    it allows every check and keeps what each proxy sent."""
+
+    def __init__(self, echo: EchoUpstream) -> None:
+        self.check_port = self.port = self.grpc_port = echo.port
+
+
+@pytest.mark.parametrize("proxy_name", ["nginx", "envoy-http", "traefik"])
+@pytest.mark.parametrize("with_certificate", [False, True], ids=["no_certificate", "certificate"])
+def test_client_sent_certificate_header_never_reaches_the_check(
+    proxy_name: str,
+    with_certificate: bool,
+    pki: TestCA,
+    client_cert: IssuedCert,
+    other_cert: IssuedCert,
+    tmp_path: Path,
+) -> None:
+    """Over https and plain http: the check request carries the header only as the proxy
+    wrote it, from the certificate it verified, never the client's copy (sent twice, in the
+    proxy's own format, and in the other proxies' names too)."""
+    proxy_cases.require_proxy(proxy_name)
+    forged = [forged_cert_header(name, other_cert.cert) for name in ("nginx", "envoy-http", "traefik")]
+    with EchoUpstream() as check, EchoUpstream() as app:
+        proxy = proxy_cases.example_proxy(proxy_name, tmp_path / proxy_name, Recorder(check), app, ca=pki)  # type: ignore[arg-type]
+        with (
+            proxy,
+            httpx.Client(verify=pki.ssl_context(client_cert if with_certificate else None), trust_env=False) as http,
+        ):
+            for url in (proxy.tls_url, proxy.url):
+                response = http.get(
+                    f"{url}/mcp",
+                    headers=[("Host", HOST), *forged, *forged],
+                    extensions={"sni_hostname": HOST} if url.startswith("https") else {},
+                )
+                assert response.status_code == 200
+                seen = check.requests[-1]["raw_headers"]
+                name = CERT_HEADERS[proxy_name].lower()
+                values = [value for key, value in seen if key == name]
+                if with_certificate and url == proxy.tls_url:
+                    assert len(values) == 1, values
+                    assert certificate_of(proxy_name, values[0]) == client_cert.cert.read_text().strip()
+                else:
+                    assert values == []
+
+
+def certificate_of(proxy: str, value: str) -> str:
+    """The PEM a proxy's certificate header carries."""
+    if proxy == "nginx":
+        return urllib.parse.unquote(value).strip()
+    if proxy == "envoy-http":
+        [cert] = [part.removeprefix("Cert=").strip('"') for part in value.split(";") if part.startswith("Cert=")]
+        assert f"Hash={hashlib.sha256(pem_der(urllib.parse.unquote(cert))).hexdigest()}" in value
+        return urllib.parse.unquote(cert).strip()
+    # Traefik sends the chain the client presented, leaf first, comma-separated (OpenSSL
+    # clients add the CA from their trust store): authgate must read the leaf only.
+    leaf = value.split(",")[0]
+    body = "\n".join(leaf[i : i + 64] for i in range(0, len(leaf), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----"
+
+
+def pem_der(pem: str) -> bytes:
+    return base64.b64decode("".join(line for line in pem.splitlines() if not line.startswith("-----")))
+
+
+# -- two replicas --------------------------------------------------------------------------------
+def test_two_replicas_with_the_same_sealing_keys_accept_each_others_nonces(
+    idp: OidcProvider,
+    pki: TestCA,
+    sealing_keys: Path,
+    dpop_tokens: dict[str, str],
+    proof_keys: dict[str, ProofKey],
+    tmp_path: Path,
+) -> None:
+    """A nonce one replica hands out opens the other (no shared store: the HMAC key comes
+    from the sealing keys); a replica with other sealing keys asks for its own."""
+    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
+    url = f"{ORIGIN}/nonce"
+    other_keys = sealing_keys_file(tmp_path / "other-keys.json")
+    replicas = [
+        start_authgate(tmp_path / name, idp, pki, keys, "X-SSL-Client-Cert", name=name)
+        for name, keys in (("replica-a", sealing_keys), ("replica-b", sealing_keys), ("replica-c", other_keys))
+    ]
+    try:
+
+        def check(replica: Authgate, nonce: str | None) -> httpx.Response:
+            proof = key.proof("GET", url, access_token=token, nonce=nonce)
+            headers = {
+                "X-Original-URL": url,
+                "X-Original-Method": "GET",
+                "Authorization": f"DPoP {token}",
+                "DPoP": proof,
+            }
+            return httpx.get(replica.check_url("nginx"), headers=headers, timeout=10)
+
+        a, b, c = replicas
+        nonce = nonce_from(check(a, None))
+        assert check(b, nonce).status_code == 200
+        assert check(a, nonce).status_code == 200
+        assert nonce_from(check(c, nonce)) != nonce
+        assert check(a, nonce_from(check(b, None))).status_code == 200
+    finally:
+        for replica in replicas:
+            replica.stop()
+    for replica in replicas:
+        assert_clean_log(replica.log(), str(replica.process.log_path))
