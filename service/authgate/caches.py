@@ -3,7 +3,8 @@
 `BoundedCache` is an LRU map with a deadline per entry: at most `max_entries` live
 entries (the least recently used fall out first), none served past its deadline, and
 `stale()` for the callers that may serve an expired value while its source is failing
-(stale-if-error). `SingleFlight` makes concurrent misses for one key share one call.
+(stale-if-error). `ReplayCache` remembers one-time values and, full, refuses rather than
+forgets. `SingleFlight` makes concurrent misses for one key share one call.
 Hand-written because cachetools' TTLCache has one TTL for all entries, while ours
 expire by their own deadline (a token's `exp`, a document's max-age); both are a few
 lines over OrderedDict and asyncio.
@@ -67,6 +68,48 @@ class BoundedCache(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries
+
+
+class ReplayCache(Generic[K]):
+    """Keys seen once, each remembered until its deadline (one-time-use values: DPoP `jti`).
+
+    Bounded, and when full it admits nothing new rather than evicting a live entry: an
+    eviction would reopen that entry's replay window. Entries are purged oldest first;
+    one with a later deadline than its successors only lingers until those are gone.
+    """
+
+    __slots__ = ("_entries", "max_entries")
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError("a replay cache must hold at least one entry")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[K, float] = OrderedDict()
+
+    def add(self, key: K, deadline: float, now: float) -> bool:
+        """Remember `key` until `deadline`. False when it was seen (and is still remembered),
+        or when the cache is full: either way the caller must refuse the value."""
+        entries = self._entries
+        while entries:
+            oldest, oldest_deadline = next(iter(entries.items()))
+            if oldest_deadline > now:
+                break
+            del entries[oldest]
+        seen = entries.get(key)
+        if seen is not None:
+            if seen > now:
+                return False
+            del entries[key]
+        if len(entries) >= self.max_entries:
+            return False
+        entries[key] = deadline
+        return True
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class SingleFlight(Generic[K, V]):

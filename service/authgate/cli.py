@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from authgate.check.tokens.jwks import JwksSettings
-from authgate.errors import PolicyError, SealingKeyError
+from authgate.errors import BadRequest, PolicyError, SealingKeyError
 from authgate.outbound.egress import EgressPolicy
 from authgate.policy import (
     ValidationSettings,
@@ -23,6 +23,8 @@ from authgate.policy import (
 )
 from authgate.server import logs
 from authgate.server.config import AdminAccess, Ports, ServiceConfig
+from authgate.server.dialects.client_cert import from_pem
+from authgate.server.dialects.headers import COMMON
 from authgate.server.service import AuthService, ServiceSettings
 
 log = logging.getLogger("authgate")
@@ -70,6 +72,23 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="at most one refetch for unknown key ids per this interval",
     )
+    bound = parser.add_argument_group("sender-constrained tokens (DPoP, RFC 9449; certificate-bound, RFC 8705)")
+    bound.add_argument(
+        "--client-cert-header",
+        type=_client_cert_header,
+        metavar="NAME",
+        help="the one header trusted to carry the client certificate the proxy verified: "
+        "x-forwarded-client-cert (Envoy XFCC) or a header with a URL-escaped PEM (nginx "
+        "$ssl_client_escaped_cert, Traefik passTLSClientCert). Only when the proxy overwrites "
+        "it on every request (default: none; gRPC also reads Envoy's attributes.source.certificate)",
+    )
+    bound.add_argument(
+        "--dpop-replay-entries",
+        type=_positive,
+        default=100_000,
+        metavar="N",
+        help="DPoP proof ids remembered per replica; when full, new proofs are refused",
+    )
     facade = parser.add_argument_group("OAuth facade")
     facade.add_argument(
         "--forwarded-for-hops",
@@ -79,6 +98,33 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
         help="proxies in front of the public port that append to X-Forwarded-For; the facade's "
         "rate limits key on the address the Nth of them saw (default 0: the peer address)",
     )
+
+
+_HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+# Headers that mean something else to authgate or to the proxies in front of it.
+_RESERVED_HEADERS = frozenset(COMMON) | {
+    "host",
+    "x-original-url",
+    "x-original-method",
+    "x-forwarded-host",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-forwarded-proto",
+}
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _client_cert_header(value: str) -> str:
+    name = value.strip().lower()
+    if not _HEADER_NAME.fullmatch(name) or name in _RESERVED_HEADERS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a header name authgate can trust with a certificate")
+    return name
 
 
 def _settings(args: argparse.Namespace) -> ServiceSettings:
@@ -101,6 +147,8 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
             failure_cooldown=min(5.0, args.jwks_refresh_seconds),
         ),
         forwarded_for_hops=args.forwarded_for_hops,
+        client_cert_header=args.client_cert_header,
+        dpop_replay_entries=args.dpop_replay_entries,
     )
 
 
@@ -210,10 +258,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _print_issues(error)
         return 1
 
+    certificate = None
+    if args.client_cert:
+        try:
+            certificate = from_pem(Path(args.client_cert).read_text(), args.client_cert)
+        except (OSError, BadRequest) as error:
+            print(f"error: --client-cert: {error}", file=sys.stderr)
+            return 2
+
     async def run() -> tuple[list[str], bool]:
         service = AuthService(_settings(args))  # its validator, with the egress rules of these flags
         try:
-            return await explain(snapshot, service.validator, args.url, args.method, token or None, args.header)
+            return await explain(
+                snapshot,
+                service.validator,
+                args.url,
+                args.method,
+                token or None,
+                args.header,
+                proofs=service.proofs,
+                client_cert_sha256=certificate,
+            )
         finally:
             await service.stop()
 
@@ -339,7 +404,10 @@ def _explain_parser(add_parser: Commands) -> None:
         action="append",
         default=[],
         metavar="NAME:VALUE",
-        help="extra request header (Mcp-Method, Mcp-Name, Origin...); never a token",
+        help="extra request header (Mcp-Method, Mcp-Name, Origin, DPoP...); never a token",
+    )
+    explain.add_argument(
+        "--client-cert", metavar="PEM", help="the client certificate the proxy verified (certificate-bound tokens)"
     )
     explain.add_argument("--token-file", metavar="F", help="read the token from F (default: standard input)")
     _add_service_flags(explain)

@@ -6,6 +6,7 @@
     │   ├── TargetError                a URL, host or path that cannot be normalized (urls)
     │   └── BadRequest                 a check request that cannot be read (400)
     ├── TokenError                     the caller's token is unusable (401 invalid_token)
+    │   └── ProofError                 its DPoP proof is (401 invalid_dpop_proof, use_dpop_nonce)
     ├── KeysUnavailable                an issuer's keys cannot be had (503, never 401)
     ├── KeysFetchError                 one key-set fetch failed (the last good keys stay)
     ├── DiscoveryFailed                an issuer's metadata cannot be had
@@ -65,6 +66,14 @@ class TokenError(AuthgateError):
         super().__init__(reason)
         self.error = error
         self.reason = reason
+
+
+class ProofError(TokenError):
+    """A DPoP proof (RFC 9449) is missing or unusable: `error` is `invalid_dpop_proof`, or
+    `use_dpop_nonce` when only a (fresh) server nonce is missing (§8)."""
+
+    def __init__(self, reason: str, error: str = "invalid_dpop_proof") -> None:
+        super().__init__(reason, error)
 
 
 class KeysUnavailable(AuthgateError):

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,12 @@ class SealingKeys:
         return cls(tuple(keys))
 
     @classmethod
+    def ephemeral(cls) -> SealingKeys:
+        """One random key for this process only (what nothing shared needs, e.g. DPoP nonces
+        of a single replica without --sealing-keys)."""
+        return cls((MasterKey("ephemeral", secrets.token_bytes(MIN_KEY_BYTES)),))
+
+    @classmethod
     def load(cls, path: str | Path) -> SealingKeys:
         try:
             document = bounded_json.read(Path(path).read_bytes(), MAX_KEY_FILE_BYTES)
@@ -110,6 +117,11 @@ class SealingKeys:
 
     def _derived(self, master: MasterKey, purpose: str, issuer: str, policy_uid: str) -> jwk.JWK:
         return _derived_jwk(master, purpose, issuer, policy_uid)
+
+    def derived_keys(self, purpose: str, policy_uid: str) -> tuple[bytes, ...]:
+        """Key bytes for one purpose and policy from every master key, the sealing one first:
+        a MAC is made with the first and accepted with any (so a rotation keeps it valid)."""
+        return tuple(self._derive(master, purpose, "", policy_uid) for master in reversed(self.keys))
 
     def mac_key(self, purpose: str, issuer: str, policy_uid: str, sealed_with: str) -> bytes:
         """Key bytes for a MAC bound to a sealed value: derived from the master key that

@@ -1,26 +1,38 @@
-"""Where a bearer token may come from: the Authorization header, and nowhere else.
+"""Where an access token may come from: the Authorization header, and nowhere else.
 
-RFC 6750 §2.1; the query string (§2.3) and form bodies are never read.
+`Bearer` (RFC 6750 §2.1) or `DPoP` (RFC 9449 §7.1), each followed by a token68; the query
+string (RFC 6750 §2.3) and form bodies are never read.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from authgate.errors import TokenError
 from authgate.outbound.oauth_client import is_b64token
 
+SCHEMES = {"bearer": "Bearer", "dpop": "DPoP"}
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The token, or None when no bearer credentials were sent at all.
 
-    Another scheme (Basic, DPoP...) counts as no bearer token; `Bearer` with a malformed
-    value is an invalid token.
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    scheme: str  # "Bearer" or "DPoP"
+    token: str
+
+
+def credentials(authorization: str | None) -> Credentials | None:
+    """The token and its scheme, or None when no token was sent at all.
+
+    Another scheme (Basic...) counts as no token; a known scheme with a malformed value is
+    an invalid token.
     """
     if authorization is None:
         return None
     scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer":
+    name = SCHEMES.get(scheme.lower())
+    if name is None:
         return None
     value = value.strip()
     if not value or not is_b64token(value):
-        raise TokenError("malformed bearer credentials")
-    return value
+        raise TokenError(f"malformed {name} credentials")
+    return Credentials(name, value)

@@ -1,7 +1,10 @@
 """The outcome of a check, independent of any proxy dialect, and how each one is built.
 
 Every deny carries the RFC 6750 error code for the body and, where a client can do
-something about it, the `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9728 §5.1).
+something about it, the `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9728 §5.1): the
+`Bearer` and `DPoP` (RFC 9449 §7.1) challenges the policy accepts, in one field (nginx's
+auth_request passes only the first `WWW-Authenticate` field), the error on the scheme the
+client used. A policy with DPoP nonces adds a fresh `DPoP-Nonce` to every 401 (§8).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Decision:
     rule: CompiledRule | None = None
     token: VerifiedToken | None = None
     dry_run_reason: str | None = None  # DryRun: the denial that was not enforced
+    response_headers: tuple[tuple[str, str], ...] = ()  # deny: more headers for the client (DPoP-Nonce)
 
     def body(self) -> bytes:
         if self.allowed or self.error is None:
@@ -45,17 +49,29 @@ def _quoted(value: str) -> str:
 
 
 def challenge(
-    policy: CompiledPolicy, rule: CompiledRule | None, error: str | None = None, description: str | None = None
+    policy: CompiledPolicy,
+    rule: CompiledRule | None,
+    error: str | None = None,
+    description: str | None = None,
+    scheme: str = "Bearer",
 ) -> str:
-    params = []
-    if error:
-        params.append(f'error="{error}"')
-        if description:
-            params.append(f'error_description="{_quoted(description)}"')
+    """`Bearer` unless every issuer requires DPoP, then `DPoP` if any accepts it; `error`
+    goes on the challenge of `scheme` (the one the client used) when it is offered."""
+    tail = []
     if rule is not None and rule.require_scopes:
-        params.append(f'scope="{" ".join(rule.require_scopes)}"')
-    params.append(f'resource_metadata="{policy.resource_metadata_url}"')
-    return "Bearer " + ", ".join(params)
+        tail.append(f'scope="{" ".join(rule.require_scopes)}"')
+    tail.append(f'resource_metadata="{policy.resource_metadata_url}"')
+    offered = [name for name, on in (("Bearer", not policy.dpop.required), ("DPoP", policy.dpop.accepted)) if on]
+    error_on = scheme if scheme in offered else offered[0]
+    challenges = []
+    for name in offered:
+        params = [f'algs="{" ".join(sorted(policy.dpop.algorithms))}"'] if name == "DPoP" else []
+        if error and name == error_on:
+            params.append(f'error="{error}"')
+            if description:
+                params.append(f'error_description="{_quoted(description)}"')
+        challenges.append(f"{name} {', '.join(params + tail)}")
+    return ", ".join(challenges)
 
 
 def bad_request(description: str) -> Decision:
@@ -66,39 +82,54 @@ def no_policy() -> Decision:
     return Decision(False, 403, "no_policy", "no_policy", "no policy covers this host and path")
 
 
-def unauthorized(policy: CompiledPolicy, rule: CompiledRule | None, description: str | None, sent: bool) -> Decision:
-    """401: no token (no error code, RFC 6750 §3.1) or an invalid one."""
+def unauthorized(
+    policy: CompiledPolicy,
+    rule: CompiledRule | None,
+    description: str | None,
+    sent: bool,
+    scheme: str = "Bearer",
+    error: str = "invalid_token",
+    nonce: str | None = None,
+) -> Decision:
+    """401: no token (no error code, RFC 6750 §3.1), an invalid one, or (`error`
+    invalid_dpop_proof / use_dpop_nonce, RFC 9449 §7.1, §8) an unusable DPoP proof.
+    `nonce`: a fresh DPoP-Nonce for the client (policies with nonces)."""
+    extra = (("dpop-nonce", nonce),) if nonce is not None else ()
     if not sent:
         return Decision(
             False,
             401,
             "no_token",
             "unauthorized",
-            "bearer token required",
+            "access token required",
             challenge(policy, rule),
             policy=policy,
             rule=rule,
+            response_headers=extra,
         )
     return Decision(
         False,
         401,
-        "invalid_token",
-        "invalid_token",
+        error,
+        error,
         description,
-        challenge(policy, rule, "invalid_token", description),
+        challenge(policy, rule, error, description, scheme),
         policy=policy,
         rule=rule,
+        response_headers=extra,
     )
 
 
-def insufficient_scope(policy: CompiledPolicy, rule: CompiledRule, token: VerifiedToken) -> Decision:
+def insufficient_scope(
+    policy: CompiledPolicy, rule: CompiledRule, token: VerifiedToken, scheme: str = "Bearer"
+) -> Decision:
     return Decision(
         False,
         403,
         "insufficient_scope",
         "insufficient_scope",
         "the token lacks a required scope",
-        challenge(policy, rule, "insufficient_scope"),
+        challenge(policy, rule, "insufficient_scope", scheme=scheme),
         policy=policy,
         rule=rule,
         token=token,

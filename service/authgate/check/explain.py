@@ -2,7 +2,9 @@
 
 It runs the same code as a live check (routing, rule matching, real key fetching and
 token validation) and prints the steps `decide` itself recorded (pipeline.Trace), so
-the explanation cannot drift from the decision. It never prints the token.
+the explanation cannot drift from the decision. It never prints the token. A `DPoP`
+header makes the token a DPoP one, and its proof is checked like a live one (each
+explain is its own replica: a nonce policy answers use_dpop_nonce with a fresh nonce).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from authgate.check.decision import Decision
 from authgate.check.pipeline import Trace, decide
 from authgate.check.request import CheckRequest
+from authgate.check.tokens.dpop import ProofVerifier
 from authgate.check.tokens.jws import parse_compact
 from authgate.check.tokens.validator import TokenValidator, token_scopes
 from authgate.errors import TargetError, TokenError
@@ -49,10 +52,17 @@ def format_trace(trace: Trace, decision: Decision) -> list[str]:
 
 
 async def explain(
-    snapshot: Snapshot, validator: TokenValidator, url: str, method: str, token: str | None, headers: list[str]
+    snapshot: Snapshot,
+    validator: TokenValidator,
+    url: str,
+    method: str,
+    token: str | None,
+    headers: list[str],
+    proofs: ProofVerifier | None = None,
+    client_cert_sha256: bytes | None = None,
 ) -> tuple[list[str], bool]:
     try:
-        _, host, path = split_absolute_url(url)
+        scheme, host, path = split_absolute_url(url)
     except TargetError as error:
         return [f"request: invalid URL: {error} → 400"], False
     extra = {}
@@ -63,7 +73,10 @@ async def explain(
         host=host,
         path=path,
         method=method.upper(),
-        authorization=f"Bearer {token}" if token else None,
+        authorization=f"{'DPoP' if 'dpop' in extra else 'Bearer'} {token}" if token else None,
+        dpop=extra.get("dpop"),
+        scheme=scheme,
+        client_cert_sha256=client_cert_sha256,
         mcp_method=extra.get("mcp-method"),
         mcp_name=extra.get("mcp-name"),
         origin=extra.get("origin"),
@@ -74,5 +87,5 @@ async def explain(
     if token:
         lines.extend(_describe_claims(token))  # unverified, for reading; the trace says what was checked
     trace = Trace()
-    decision = await decide(snapshot, request, validator, trace=trace)
+    decision = await decide(snapshot, request, validator, trace=trace, proofs=proofs)
     return lines + format_trace(trace, decision), decision.allowed

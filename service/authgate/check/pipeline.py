@@ -1,4 +1,4 @@
-"""The check pipeline: route → rule → credentials → token → roles → requirements → Decision.
+"""The check pipeline: route → rule → credentials → token → binding → roles → requirements → Decision.
 
 Knows no web framework and no proxy dialect: adapters build the CheckRequest and
 render the Decision. `decide` can record each step it takes in a `Trace` (what
@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from authgate.check import decision as decisions
-from authgate.check.credentials import bearer_token
+from authgate.check.credentials import Credentials, credentials
 from authgate.check.decision import Decision
 from authgate.check.identity_headers import identity_headers
 from authgate.check.request import CheckRequest
 from authgate.check.roles import roles_for
+from authgate.check.sender import check_binding
+from authgate.check.tokens.dpop import ProofVerifier
 from authgate.check.tokens.validator import TokenValidator, VerifiedToken
 from authgate.errors import ExchangeFailed, KeysUnavailable, TokenError
 from authgate.outbound.exchange import TokenExchanger
@@ -24,7 +26,7 @@ from authgate.policy.snapshot import CompiledPolicy, CompiledRule, Snapshot
 
 @dataclass(frozen=True)
 class Step:
-    name: str  # route, preflight, rule, credentials, token, roles, requirements, dry_run, exchange
+    name: str  # route, preflight, rule, credentials, token, binding, roles, requirements, dry_run, exchange
     outcome: str  # one line a person reads
 
 
@@ -58,9 +60,14 @@ def _rule_needs(policy: CompiledPolicy, rule: CompiledRule | None) -> str:
 
 
 async def evaluate(
-    policy: CompiledPolicy, request: CheckRequest, validator: TokenValidator, trace: Trace | None = None
+    policy: CompiledPolicy,
+    request: CheckRequest,
+    validator: TokenValidator,
+    trace: Trace | None = None,
+    proofs: ProofVerifier | None = None,
 ) -> Decision:
-    """The decision of one policy, as if it were enforced."""
+    """The decision of one policy, as if it were enforced. Without `proofs`, DPoP-bound
+    tokens are refused (nothing that cannot check a proof accepts one)."""
     if _is_allowed_preflight(policy, request):
         if trace is not None:
             trace.add("preflight", f"a CORS preflight from an allowed origin ({request.origin})")
@@ -71,29 +78,56 @@ async def evaluate(
     if rule is not None and rule.anonymous:
         return Decision(True, 200, "anonymous", remove_headers=policy.identity_headers.all, policy=policy, rule=rule)
 
+    nonce = _fresh_nonce(policy, proofs)
     try:
-        token = bearer_token(request.authorization)
+        sent = credentials(request.authorization)
     except TokenError as error:
         if trace is not None:
-            trace.add("credentials", "malformed bearer credentials")
-        return decisions.unauthorized(policy, rule, error.reason, sent=True)
+            trace.add("credentials", error.reason)
+        return decisions.unauthorized(policy, rule, error.reason, sent=True, nonce=nonce)
     if trace is not None:
-        trace.add("credentials", "a bearer token" if token else "no bearer token")
-    if token is None:
-        return decisions.unauthorized(policy, rule, None, sent=False)
+        trace.add("credentials", f"a {sent.scheme} token" if sent else "no access token")
+    if sent is None:
+        return decisions.unauthorized(policy, rule, None, sent=False, nonce=nonce)
     try:
-        verified = await validator.validate(token, policy)
+        verified = await validator.validate(sent.token, policy)
     except TokenError as error:
         if trace is not None:
             trace.add("token", f"refused: {error.reason}")
-        return decisions.unauthorized(policy, rule, error.reason, sent=True)
+        return decisions.unauthorized(policy, rule, error.reason, sent=True, scheme=sent.scheme, nonce=nonce)
     except KeysUnavailable as error:
         if trace is not None:
             trace.add("token", f"the issuer's keys are unavailable: {error.reason}")
         return decisions.unavailable(policy, "keys_unavailable", "the token issuer's signing keys are unavailable")
     if trace is not None:
         trace.add("token", _describe(verified))
-    return _requirements(policy, rule, verified, trace)
+    try:
+        check_binding(policy, request, sent, verified, proofs)
+    except TokenError as error:  # ProofError included: its `error` is the DPoP code
+        if trace is not None:
+            trace.add("binding", f"refused: {error.reason}")
+        return decisions.unauthorized(
+            policy, rule, error.reason, sent=True, scheme=sent.scheme, error=error.error, nonce=nonce
+        )
+    if trace is not None:
+        trace.add("binding", _describe_binding(verified))
+    return _requirements(policy, rule, verified, sent, trace)
+
+
+def _fresh_nonce(policy: CompiledPolicy, proofs: ProofVerifier | None) -> str | None:
+    """For every 401 of a policy with DPoP nonces (RFC 9449 §8): the client can retry at once."""
+    if proofs is None or policy.dpop.nonce_lifetime_seconds is None or not policy.dpop.accepted:
+        return None
+    return proofs.fresh_nonce(policy.uid)
+
+
+def _describe_binding(verified: VerifiedToken) -> str:
+    held = []
+    if verified.jkt is not None:
+        held.append(f"DPoP proof checked (key {verified.jkt})")
+    if verified.x5t is not None:
+        held.append("client certificate matches cnf.x5t#S256")
+    return "; ".join(held) or "a bearer token (not sender-constrained)"
 
 
 def _describe(verified: VerifiedToken) -> str:
@@ -102,7 +136,7 @@ def _describe(verified: VerifiedToken) -> str:
 
 
 def _requirements(
-    policy: CompiledPolicy, rule: CompiledRule | None, verified: VerifiedToken, trace: Trace | None
+    policy: CompiledPolicy, rule: CompiledRule | None, verified: VerifiedToken, sent: Credentials, trace: Trace | None
 ) -> Decision:
     roles = roles_for(policy, verified.scopes, verified.claims)
     if trace is not None:
@@ -114,7 +148,7 @@ def _requirements(
         if missing:
             if trace is not None:
                 trace.add("requirements", f"missing scopes {missing}")
-            return decisions.insufficient_scope(policy, rule, verified)
+            return decisions.insufficient_scope(policy, rule, verified, sent.scheme)
         if rule.require_roles and rule.require_roles.isdisjoint(roles):
             if trace is not None:
                 trace.add("requirements", f"none of the roles {sorted(rule.require_roles)}")
@@ -151,10 +185,10 @@ async def _with_exchanged_token(
     decision: Decision, policy: CompiledPolicy, request: CheckRequest, exchanger: TokenExchanger
 ) -> Decision:
     """RFC 8693: the upstream gets a token issued for it, never the caller's (fail closed)."""
-    subject_token = bearer_token(request.authorization)
-    assert subject_token is not None and policy.token_exchange is not None
+    sent = credentials(request.authorization)
+    assert sent is not None and policy.token_exchange is not None
     try:
-        exchanged = await exchanger.exchange(policy.token_exchange, subject_token)
+        exchanged = await exchanger.exchange(policy.token_exchange, sent.token)
     except ExchangeFailed as failure:
         if failure.status == 401:
             return decisions.unauthorized(policy, decision.rule, failure.reason, sent=True)
@@ -183,11 +217,12 @@ async def decide(
     validator: TokenValidator,
     exchanger: TokenExchanger | None = None,
     trace: Trace | None = None,
+    proofs: ProofVerifier | None = None,
 ) -> Decision:
     policy = _route(snapshot, request, trace)
     if policy is None:
         return decisions.no_policy()
-    decision = await evaluate(policy, request, validator, trace)
+    decision = await evaluate(policy, request, validator, trace, proofs)
     if policy.dry_run and not decision.allowed:
         if trace is not None:
             trace.add("dry_run", f"Enforce would deny ({decision.reason}); DryRun allows")

@@ -24,6 +24,7 @@ from authgate.policy.secret_refs import secret_value
 from authgate.policy.snapshot import (
     FORMAT_VERSION,
     ClaimRoleMapping,
+    CompiledDPoP,
     CompiledExchange,
     CompiledFacade,
     CompiledIssuer,
@@ -167,6 +168,8 @@ def _compile_issuer(entry: IssuerSpec, spec: PolicySpec, ref: str, uid: str, sec
         "skew": entry.clock_skew_seconds,
         "typ": entry.require_typ,
         "claims": entry.required_claims,
+        "dpop": entry.sender_constraint.dpop,
+        "mtls": entry.sender_constraint.mtls,
     }
     return CompiledIssuer(
         issuer=entry.issuer,
@@ -177,7 +180,21 @@ def _compile_issuer(entry: IssuerSpec, spec: PolicySpec, ref: str, uid: str, sec
         require_typ=entry.require_typ,
         required_claims=tuple(entry.required_claims),
         introspection=introspection,
+        dpop=entry.sender_constraint.dpop,
+        mtls=entry.sender_constraint.mtls,
         cache_key=_digest(identity),
+    )
+
+
+def _compile_dpop(spec: PolicySpec) -> CompiledDPoP:
+    modes = [entry.sender_constraint.dpop for entry in spec.issuers]
+    settings = spec.dpop
+    return CompiledDPoP(
+        algorithms=frozenset(settings.algorithms or ASYMMETRIC_ALGORITHMS),
+        proof_lifetime_seconds=settings.proof_lifetime_seconds,
+        nonce_lifetime_seconds=settings.nonce.lifetime_seconds if settings.nonce is not None else None,
+        accepted=any(mode != "Disabled" for mode in modes),
+        required=all(mode == "Required" for mode in modes),
     )
 
 
@@ -231,6 +248,8 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
         scopes_supported=tuple(sorted(scopes)),
         authorization_servers=authorization_servers,
         spec=spec,
+        dpop=_compile_dpop(spec),
+        mtls_required=any(entry.sender_constraint.mtls == "Required" for entry in spec.issuers),
     )
 
 

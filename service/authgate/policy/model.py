@@ -66,6 +66,21 @@ class Introspection(_Spec):
     client_secret_ref: SecretKeyRef
 
 
+ConstraintMode = Literal["Optional", "Required", "Disabled"]
+
+
+class SenderConstraint(_Spec):
+    """How tokens of one issuer must be bound to their sender (RFC 9449 DPoP, RFC 8705 mTLS).
+
+    Optional: a bound token must prove its binding, an unbound one is a plain bearer token.
+    Required: every token must carry that binding. Disabled: a token with it is refused.
+    In no mode is a binding accepted unchecked.
+    """
+
+    dpop: ConstraintMode = "Optional"
+    mtls: ConstraintMode = "Optional"
+
+
 class IssuerSpec(_Spec):
     issuer: NonEmpty
     jwks_uri: NonEmpty | None = None
@@ -75,6 +90,7 @@ class IssuerSpec(_Spec):
     require_typ: NonEmpty | None = None
     required_claims: list[NonEmpty] = Field(default_factory=list)
     introspection: Introspection | None = None
+    sender_constraint: SenderConstraint = Field(default_factory=SenderConstraint)
 
 
 class ScopeRole(_Spec):
@@ -144,6 +160,21 @@ class TokenExchange(_Spec):
     requested_token_type: NonEmpty = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 
+class DPoPNonce(_Spec):
+    """RFC 9449 §8 server nonces: stateless (an HMAC of the issue time and the policy), so
+    every replica accepts every replica's nonce within its lifetime."""
+
+    lifetime_seconds: int = Field(default=300, ge=10, le=3600)
+
+
+class DPoP(_Spec):
+    """What a DPoP proof (RFC 9449 §4) must satisfy at this policy's resource."""
+
+    algorithms: list[Literal[ASYMMETRIC_ALGORITHMS]] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
+    proof_lifetime_seconds: int = Field(default=60, ge=1, le=600)
+    nonce: DPoPNonce | None = None
+
+
 class PolicySpec(_Spec):
     resource: NonEmpty
     hosts: list[NonEmpty] | None = Field(default=None, min_length=1)
@@ -158,6 +189,7 @@ class PolicySpec(_Spec):
     identity_headers: IdentityHeaders = Field(default_factory=IdentityHeaders)
     facade: Facade | None = None
     token_exchange: TokenExchange | None = None
+    dpop: DPoP = Field(default_factory=DPoP)
 
 
 class ObjectMeta(BaseModel):

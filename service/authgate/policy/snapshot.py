@@ -80,6 +80,8 @@ class CompiledIssuer:
     require_typ: str | None
     required_claims: tuple[str, ...]
     introspection: IntrospectionClient | None
+    dpop: str  # spec.issuers[].senderConstraint: Optional | Required | Disabled
+    mtls: str
     # Identity of this entry for the verified-token cache: a digest of every field above
     # plus the owning policy, so a cache hit never crosses a trust boundary.
     cache_key: bytes
@@ -88,6 +90,17 @@ class CompiledIssuer:
     def key_source(self) -> tuple[str, str | None]:
         """What the JWKS cache is keyed by: (issuer, jwksUri)."""
         return (self.issuer, self.jwks_uri)
+
+
+@dataclass(frozen=True)
+class CompiledDPoP:
+    """spec.dpop, and what the policy's issuer entries make of it."""
+
+    algorithms: frozenset[str]
+    proof_lifetime_seconds: int
+    nonce_lifetime_seconds: int | None  # None: no server nonces
+    accepted: bool  # some issuer entry accepts DPoP-bound tokens
+    required: bool  # every issuer entry requires them (so no Bearer challenge)
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,8 @@ class CompiledPolicy:
     spec: object = field(repr=False, compare=False)  # the typed PolicySpec, for later stages
     token_exchange: CompiledExchange | None = None
     facade: CompiledFacade | None = None
+    dpop: CompiledDPoP = CompiledDPoP(frozenset(), 60, None, accepted=False, required=False)
+    mtls_required: bool = False  # some issuer entry requires certificate-bound tokens (RFC 8705)
 
     @property
     def ref(self) -> str:

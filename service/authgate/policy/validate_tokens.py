@@ -22,6 +22,8 @@ def check_issuers(spec: PolicySpec, findings: Findings) -> set[str]:
         if entry.introspection is not None:
             findings.url(entry.introspection.endpoint, f"{where}.introspection.endpoint")
         findings.secret_references(f"{where}.")
+    if spec.dpop.nonce is not None and all(entry.sender_constraint.dpop == "Disabled" for entry in spec.issuers):
+        findings.emit("spec.dpop.nonce", "needs an issuer whose senderConstraint.dpop is not Disabled")
     return seen_issuers
 
 

@@ -15,6 +15,7 @@ from authgate.check.decision import Decision, bad_request, internal_error
 from authgate.check.request import CheckRequest
 from authgate.errors import BadRequest
 from authgate.server.dialects import envoy_http, nginx, traefik
+from authgate.server.dialects.client_cert import certificate_digest
 from authgate.server.dialects.headers import COMMON, collect, first_request_id, mcp_value, request_id
 from authgate.server.dialects.render import render
 from authgate.server.service import AuthService
@@ -22,21 +23,7 @@ from authgate.server.service import AuthService
 log = logging.getLogger("authgate.check")
 
 _COMMON = frozenset(name.encode() for name in COMMON)
-_NGINX = _COMMON | nginx.WANTED
-_TRAEFIK = _COMMON | traefik.WANTED
-_ENVOY = _COMMON | envoy_http.WANTED
 _NOT_FOUND = [(b"content-type", b"application/json")]
-
-
-def _common(headers: dict[bytes, str]) -> dict:
-    return {
-        "authorization": headers.get(b"authorization"),
-        "mcp_method": mcp_value(headers.get(b"mcp-method"), "Mcp-Method"),
-        "mcp_name": mcp_value(headers.get(b"mcp-name"), "Mcp-Name"),
-        "origin": headers.get(b"origin"),
-        "access_control_request_method": headers.get(b"access-control-request-method"),
-        "request_id": request_id(headers.get(b"x-request-id")),
-    }
 
 
 def http_answer(decision: Decision, dialect: str, rid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -53,6 +40,34 @@ def http_answer(decision: Decision, dialect: str, rid: str) -> tuple[int, list[t
 class CheckApp:
     def __init__(self, service: AuthService) -> None:
         self.service = service
+        name = service.settings.client_cert_header
+        self._cert_name = name.lower() if name else None  # the one header trusted with the client certificate
+        common = _COMMON | {self._cert_name.encode()} if self._cert_name else _COMMON
+        self._wanted = {
+            "nginx": common | nginx.WANTED,
+            "traefik": common | traefik.WANTED,
+            "envoy": common | envoy_http.WANTED,
+        }
+
+    def _certificate(self, headers: dict[bytes, str]) -> bytes | None:
+        if self._cert_name is None:
+            return None
+        value = headers.get(self._cert_name.encode())
+        if value is None or not value.strip():  # (nginx sends the header empty without a certificate)
+            return None
+        return certificate_digest(self._cert_name, value)
+
+    def _common(self, headers: dict[bytes, str]) -> dict:
+        return {
+            "authorization": headers.get(b"authorization"),
+            "dpop": headers.get(b"dpop"),
+            "mcp_method": mcp_value(headers.get(b"mcp-method"), "Mcp-Method"),
+            "mcp_name": mcp_value(headers.get(b"mcp-name"), "Mcp-Name"),
+            "origin": headers.get(b"origin"),
+            "access_control_request_method": headers.get(b"access-control-request-method"),
+            "request_id": request_id(headers.get(b"x-request-id")),
+            "client_cert_sha256": self._certificate(headers),
+        }
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -63,18 +78,18 @@ class CheckApp:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         raw_path = raw_path.split(b"?", 1)[0]
         if raw_path == b"/ext-authz/nginx":
-            dialect, wanted = "nginx", _NGINX
+            dialect = "nginx"
         elif raw_path == b"/ext-authz/traefik":
-            dialect, wanted = "traefik", _TRAEFIK
+            dialect = "traefik"
         elif raw_path == envoy_http.PREFIX or raw_path.startswith(envoy_http.PREFIX + b"/"):
-            dialect, wanted = "envoy", _ENVOY
+            dialect = "envoy"
         else:
             await _send(send, 404, list(_NOT_FOUND), b'{"error":"not_found"}')
             return
         rid = ""
         try:
-            headers = collect(scope["headers"], wanted)
-            common = _common(headers)
+            headers = collect(scope["headers"], self._wanted[dialect])
+            common = self._common(headers)
             rid = common["request_id"]
             request = self._parse(dialect, headers, common, raw_path, scope)
         except BadRequest as error:

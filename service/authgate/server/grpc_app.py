@@ -31,6 +31,8 @@ class AuthorizationServicer:
 
     def __init__(self, service: AuthService) -> None:
         self.service = service
+        name = service.settings.client_cert_header
+        self._cert_header = name.lower() if name else None
 
     async def Check(self, message: bytes, context) -> external_auth_pb2.CheckResponse:
         check_request = None
@@ -43,7 +45,7 @@ class AuthorizationServicer:
             self.service.record(CheckRequest("", "", "", request_id="-"), decision, "envoy-grpc", 0.0)
             return check_response(decision)
         try:
-            check_request = parse(request)
+            check_request = parse(request, self._cert_header)
         except BadRequest as error:
             decision = bad_request(str(error))
             rid = first_request_id(header_items(request))

@@ -37,4 +37,9 @@ def protected_resource_metadata(policy: CompiledPolicy) -> dict:
     }
     if policy.scopes_supported:
         document["scopes_supported"] = list(policy.scopes_supported)
+    if policy.dpop.accepted:  # RFC 9728 §2 (and RFC 9449 §5.1's name for the algorithms)
+        document["dpop_signing_alg_values_supported"] = sorted(policy.dpop.algorithms)
+        document["dpop_bound_access_tokens_required"] = policy.dpop.required
+    if policy.mtls_required:  # RFC 8705 §3.4, when the policy requires certificate-bound tokens
+        document["tls_client_certificate_bound_access_tokens"] = True
     return document

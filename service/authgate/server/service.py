@@ -14,6 +14,7 @@ from authgate import metrics
 from authgate.check.decision import Decision, internal_error
 from authgate.check.pipeline import decide
 from authgate.check.request import CheckRequest
+from authgate.check.tokens.dpop import NONCE_PURPOSE, NonceCodec, ProofVerifier
 from authgate.check.tokens.jwks import JwksSettings, KeyStore
 from authgate.check.tokens.validator import TokenValidator
 from authgate.check.tokens.verified_cache import VerifiedTokenCache
@@ -36,6 +37,8 @@ class ServiceSettings:
     token_cache_entries: int = 10_000
     token_cache_ttl: float = 300.0
     forwarded_for_hops: int = 0  # proxies in front of the public port appending to X-Forwarded-For
+    dpop_replay_entries: int = 100_000  # DPoP jti remembered per replica (full: proofs are refused)
+    client_cert_header: str | None = None  # the one header trusted to carry the client certificate
 
     @property
     def validation(self) -> ValidationSettings:
@@ -58,12 +61,19 @@ class AuthService:
         self.loaded_at: float | None = None
         # The facade's stateless storage: fixed keys, or a file followed as it changes.
         self.sealing: SealingKeys | SealingKeyFile | None = None
+        # DPoP nonces need keys every replica shares: the sealing keys; without them, this
+        # process's own (then a nonce is accepted by the replica that issued it only).
+        self._process_keys = SealingKeys.ephemeral()
+        self.proofs = ProofVerifier(NonceCodec(self._nonce_keys), settings.dpop_replay_entries)
 
     @property
     def sealing_keys(self) -> SealingKeys | None:
         if isinstance(self.sealing, SealingKeyFile):
             return self.sealing.current()
         return self.sealing
+
+    def _nonce_keys(self, policy_uid: str) -> tuple[bytes, ...]:
+        return (self.sealing_keys or self._process_keys).derived_keys(NONCE_PURPOSE, policy_uid)
 
     async def start(self) -> None:
         self.keys.start()
@@ -115,7 +125,7 @@ class AuthService:
     async def check(self, request: CheckRequest, dialect: str) -> Decision:
         started = time.perf_counter()
         try:
-            decision = await decide(self.snapshot, request, self.validator, self.exchanger)
+            decision = await decide(self.snapshot, request, self.validator, self.exchanger, proofs=self.proofs)
         except Exception:  # fail closed: an internal error never becomes an allow, nor a 500
             metrics.ERRORS.labels(where="check").inc()
             log.exception("check failed", extra={"request_id": request.request_id})
@@ -142,6 +152,7 @@ class AuthService:
                 "dry_run_reason": decision.dry_run_reason,
                 "subject": token.subject if token else None,
                 "client_id": token.client_id if token else None,
+                "binding": _binding(token),
                 "host": request.host,
                 "method": request.method,
                 "path": request.path,
@@ -169,3 +180,11 @@ class AuthService:
                 for policy in snapshot.policies
             ],
         }
+
+
+def _binding(token) -> str | None:
+    """How the token was bound to its sender, for the decision log: dpop, mtls, both or None."""
+    if token is None:
+        return None
+    held = [name for name, value in (("dpop", token.jkt), ("mtls", token.x5t)) if value is not None]
+    return "+".join(held) or None

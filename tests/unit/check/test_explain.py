@@ -64,7 +64,7 @@ PATHS = [  # (url, method, token, headers, status, reason, the step that decided
         "cors_preflight",
         "preflight: a CORS preflight",
     ),
-    (f"{RESOURCE}/tools", "GET", None, [], 401, "no_token", "credentials: no bearer token"),
+    (f"{RESOURCE}/tools", "GET", None, [], 401, "no_token", "credentials: no access token"),
     (f"{RESOURCE}/tools", "GET", "bad", [], 401, "invalid_token", "token: refused: signature"),
     (f"{RESOURCE}/tools", "GET", "down", [], 503, "keys_unavailable", "keys are unavailable"),
     (f"{RESOURCE}/tools", "GET", "bare", [], 403, "insufficient_scope", "missing scopes ['mcp:read']"),

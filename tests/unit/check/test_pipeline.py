@@ -8,24 +8,30 @@ record what they were asked, so a test also shows which steps a decision never r
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from tests.support import proofs
 
-from authgate.check.pipeline import decide
+from authgate.check.pipeline import Trace, decide
 from authgate.check.request import CheckRequest
+from authgate.check.tokens.dpop import NonceCodec, ProofVerifier
 from authgate.check.tokens.validator import VerifiedToken
 from authgate.errors import KeysUnavailable, TokenError
 from authgate.outbound.exchange import ExchangedToken, ExchangeFailed
 from authgate.policy import ValidationSettings, compile_document
 from authgate.policy.snapshot import CompiledPolicy, Snapshot
+from authgate.sealing import SealingKeys
 
 HOST = "api.example.com"
 ISSUER = "https://idp.example.com"
 RESOURCE = "https://api.example.com/mcp"
 METADATA_URL = "https://api.example.com/.well-known/oauth-protected-resource/mcp"
 IDENTITY_HEADERS = ("X-Auth-Subject", "X-Auth-Roles", "X-Auth-Scopes", "X-Auth-Issuer", "X-Auth-Client-Id")
+DPOP_ALGS = 'DPoP algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512"'  # offered by default
 TOKEN = "a.valid.token"  # what the stub validator accepts; its content is never read here
 
 MCP_RULES = [
@@ -186,8 +192,8 @@ async def test_an_anonymous_rule_passes_and_strips_every_identity_header() -> No
 
 
 # -- no token, malformed credentials ---------------------------------------------------------
-@pytest.mark.parametrize("authorization", [None, "Basic YWxpY2U6c2VjcmV0", "DPoP a.b.c"])
-async def test_no_bearer_token_is_a_401_challenge_without_an_error(authorization: str | None) -> None:
+@pytest.mark.parametrize("authorization", [None, "Basic YWxpY2U6c2VjcmV0", "Digest a.b.c"])
+async def test_no_access_token_is_a_401_challenge_without_an_error(authorization: str | None) -> None:
     validator = StubValidator()
     decision = await decide(MCP, request(token=None, authorization=authorization), validator)
 
@@ -197,7 +203,10 @@ async def test_no_bearer_token_is_a_401_challenge_without_an_error(authorization
         "no_token",
         "unauthorized",
     )
-    assert decision.www_authenticate == f'Bearer scope="mcp:read", resource_metadata="{METADATA_URL}"'
+    assert decision.www_authenticate == (
+        f'Bearer scope="mcp:read", resource_metadata="{METADATA_URL}", '
+        f'{DPOP_ALGS}, scope="mcp:read", resource_metadata="{METADATA_URL}"'
+    )
     assert validator.calls == []
 
 
@@ -207,10 +216,11 @@ async def test_malformed_bearer_credentials_are_an_invalid_token(authorization: 
     decision = await decide(MCP, request(token=None, authorization=authorization), validator)
 
     assert (decision.status, decision.reason, decision.error) == (401, "invalid_token", "invalid_token")
-    assert decision.description == "malformed bearer credentials"
+    assert decision.description == "malformed Bearer credentials"
     assert decision.www_authenticate == (
-        'Bearer error="invalid_token", error_description="malformed bearer credentials", '
-        f'scope="mcp:read", resource_metadata="{METADATA_URL}"'
+        'Bearer error="invalid_token", error_description="malformed Bearer credentials", '
+        f'scope="mcp:read", resource_metadata="{METADATA_URL}", '
+        f'{DPOP_ALGS}, scope="mcp:read", resource_metadata="{METADATA_URL}"'
     )
     assert validator.calls == []
 
@@ -229,7 +239,7 @@ async def test_an_invalid_token_is_a_401_with_the_reason() -> None:
     assert decision.description == "token expired"
     assert decision.www_authenticate == (
         f'Bearer error="invalid_token", error_description="token expired", scope="mcp:read", '
-        f'resource_metadata="{METADATA_URL}"'
+        f'resource_metadata="{METADATA_URL}", {DPOP_ALGS}, scope="mcp:read", resource_metadata="{METADATA_URL}"'
     )
     assert decision.token is None
     assert validator.calls == [(TOKEN, "default/mcp")]
@@ -269,7 +279,10 @@ async def test_no_rule_still_asks_for_a_token_first() -> None:
     decision = await decide(snap, request("/mcp/other", token=None), StubValidator())
 
     assert (decision.status, decision.reason) == (401, "no_token")
-    assert decision.www_authenticate == f'Bearer resource_metadata="{METADATA_URL}"'  # no rule, no scope to name
+    # no rule, no scope to name
+    assert decision.www_authenticate == (
+        f'Bearer resource_metadata="{METADATA_URL}", {DPOP_ALGS}, resource_metadata="{METADATA_URL}"'
+    )
 
 
 async def test_a_missing_scope_is_a_403_step_up_challenge() -> None:
@@ -283,7 +296,8 @@ async def test_a_missing_scope_is_a_403_step_up_challenge() -> None:
         "insufficient_scope",
     )
     assert decision.www_authenticate == (
-        f'Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="{METADATA_URL}"'
+        f'Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="{METADATA_URL}", '
+        f'{DPOP_ALGS}, scope="mcp:read", resource_metadata="{METADATA_URL}"'
     )
     assert decision.rule is not None and decision.rule.require_scopes == ("mcp:read",)
     assert decision.token == token
@@ -482,3 +496,120 @@ async def test_no_exchange_for_a_denial_an_anonymous_route_or_without_an_exchang
     assert (denied.reason, anonymous.reason, unexchanged.reason) == ("insufficient_scope", "anonymous", "allowed")
     assert exchanger.calls == []
     assert all(name != "Authorization" for name, _ in unexchanged.upstream_headers)
+
+
+# -- sender-constrained tokens (RFC 9449 DPoP, RFC 8705 certificates) -------------------------
+CERT_DIGEST = hashlib.sha256(b"the client certificate's DER").digest()
+JKT = proofs.KEYS["ES256"].thumbprint()
+URL = "https://api.example.com/mcp/tools"
+
+
+def proof_verifier() -> ProofVerifier:
+    keys = SealingKeys.ephemeral()
+    return ProofVerifier(NonceCodec(lambda uid: keys.derived_keys("dpop-nonce", uid)))
+
+
+def bound(policy: CompiledPolicy, jkt: str | None = None, x5t: str | None = None) -> VerifiedToken:
+    return replace(verified(policy), jkt=jkt, x5t=x5t)
+
+
+def dpop_request(scheme: str = "DPoP", proof: str | None = "auto", **fields: Any) -> CheckRequest:
+    if proof == "auto":
+        proof = proofs.proof(URL, TOKEN)
+    return CheckRequest(
+        HOST, "/mcp/tools", "GET", authorization=f"{scheme} {TOKEN}", dpop=proof, scheme="https", **fields
+    )
+
+
+def sender_policy(dpop_mode: str = "Optional", mtls: str = "Optional", **spec: Any) -> Snapshot:
+    issuers = [{"issuer": ISSUER, "senderConstraint": {"dpop": dpop_mode, "mtls": mtls}}]
+    return snapshot(policy("mcp", rules=MCP_RULES, issuers=issuers, **spec))
+
+
+async def test_a_dpop_bound_token_with_a_good_proof_is_allowed() -> None:
+    snap = sender_policy()
+    trace = Trace()
+    decision = await decide(
+        snap, dpop_request(), StubValidator(bound(the_policy(snap, "mcp"), JKT)), trace=trace, proofs=proof_verifier()
+    )
+    assert (decision.allowed, decision.reason) == (True, "allowed")
+    assert any(step.name == "binding" and "DPoP proof checked" in step.outcome for step in trace.steps)
+
+
+@pytest.mark.parametrize(
+    ("dpop", "jkt", "request_fields", "error", "reason"),
+    [
+        ("Optional", JKT, {"scheme": "Bearer"}, "invalid_token", "must be sent with the DPoP scheme"),
+        ("Optional", None, {}, "invalid_token", "needs a DPoP-bound token"),
+        ("Required", None, {"scheme": "Bearer"}, "invalid_token", "must be DPoP-bound"),
+        ("Disabled", JKT, {}, "invalid_token", "not accepted from this issuer"),
+        ("Optional", JKT, {"proof": None}, "invalid_dpop_proof", "DPoP proof missing"),
+        ("Optional", "another-thumbprint", {}, "invalid_token", "not the one the token is bound to"),
+    ],
+)
+async def test_dpop_binding_refusals(dpop, jkt, request_fields, error, reason) -> None:
+    snap = sender_policy(dpop_mode=dpop)
+    decision = await decide(
+        snap,
+        dpop_request(**request_fields),
+        StubValidator(bound(the_policy(snap, "mcp"), jkt)),
+        proofs=proof_verifier(),
+    )
+    assert (decision.status, decision.error) == (401, error)
+    assert reason in (decision.description or "")
+    assert f'error="{error}"' in decision.www_authenticate  # on the challenge of the scheme used, when offered
+
+
+async def test_without_a_proof_verifier_no_dpop_bound_token_passes() -> None:
+    snap = sender_policy()
+    decision = await decide(snap, dpop_request(), StubValidator(bound(the_policy(snap, "mcp"), JKT)))
+    assert (decision.status, decision.error) == (401, "invalid_dpop_proof")
+
+
+async def test_a_nonce_policy_answers_use_dpop_nonce_with_a_fresh_nonce_then_accepts_it() -> None:
+    snap = sender_policy(dpop={"nonce": {"lifetimeSeconds": 60}})
+    checker, token = proof_verifier(), bound(the_policy(snap, "mcp"), JKT)
+    first = await decide(snap, dpop_request(), StubValidator(token), proofs=checker)
+    assert (first.status, first.error) == (401, "use_dpop_nonce")
+    assert 'DPoP algs="' in first.www_authenticate and 'error="use_dpop_nonce"' in first.www_authenticate
+    nonce = dict(first.response_headers)["dpop-nonce"]
+    retry = dpop_request(proof=proofs.proof(URL, TOKEN, nonce=nonce))
+    assert (await decide(snap, retry, StubValidator(token), proofs=checker)).allowed
+    no_token = await decide(snap, CheckRequest(HOST, "/mcp/tools", "GET"), StubValidator(), proofs=checker)
+    assert "dpop-nonce" in dict(no_token.response_headers)  # every 401 hands out a nonce
+
+
+async def test_required_dpop_everywhere_offers_only_the_dpop_challenge() -> None:
+    snap = sender_policy(dpop_mode="Required")
+    decision = await decide(snap, CheckRequest(HOST, "/mcp/tools", "GET"), StubValidator(), proofs=proof_verifier())
+    assert decision.www_authenticate.startswith('DPoP algs="') and "Bearer" not in decision.www_authenticate
+
+
+async def test_disabled_dpop_everywhere_offers_only_bearer() -> None:
+    snap = sender_policy(dpop_mode="Disabled")
+    decision = await decide(snap, CheckRequest(HOST, "/mcp/tools", "GET"), StubValidator())
+    assert decision.www_authenticate == f'Bearer scope="mcp:read", resource_metadata="{METADATA_URL}"'
+
+
+X5T = base64.urlsafe_b64encode(CERT_DIGEST).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    ("mtls", "x5t", "certificate", "allowed", "reason"),
+    [
+        ("Optional", X5T, CERT_DIGEST, True, None),
+        ("Optional", None, None, True, None),  # a plain bearer token
+        ("Optional", X5T, None, False, "without a client certificate"),
+        ("Optional", X5T, hashlib.sha256(b"another").digest(), False, "not the one the token is bound to"),
+        ("Required", None, CERT_DIGEST, False, "must be certificate-bound"),
+        ("Disabled", X5T, CERT_DIGEST, False, "not accepted from this issuer"),
+    ],
+)
+async def test_certificate_bound_tokens(mtls, x5t, certificate, allowed, reason) -> None:
+    snap = sender_policy(mtls=mtls)
+    request = CheckRequest(HOST, "/mcp/tools", "GET", authorization=f"Bearer {TOKEN}", client_cert_sha256=certificate)
+    decision = await decide(snap, request, StubValidator(bound(the_policy(snap, "mcp"), x5t=x5t)))
+    assert decision.allowed is allowed
+    if not allowed:
+        assert (decision.status, decision.error) == (401, "invalid_token")
+        assert reason in decision.description

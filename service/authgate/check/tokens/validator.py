@@ -2,8 +2,9 @@
 
 Checks, in order: compact form, trusted `iss` (exact), allowed asymmetric `alg`,
 optional `typ` (RFC 9068 §4), signature, `exp`/`nbf`/`iat` with the entry's leeway,
-`aud` (RFC 8707: must contain one of the entry's audiences), required claims, and no
-`cnf` (a sender-constrained token, whose binding is not checked yet, is refused).
+`aud` (RFC 8707: must contain one of the entry's audiences), required claims, and a
+`cnf` that names only bindings authgate checks (`jkt`, RFC 9449; `x5t#S256`, RFC 8705),
+which check/sender.py then holds the request to.
 Verified tokens are cached per issuer entry until (at most) their `exp`.
 """
 
@@ -35,6 +36,26 @@ class VerifiedToken:
     client_id: str | None
     expires_at: float
     introspected: bool = False  # an RFC 7662 answer, not a signature checked with the issuer's keys
+    jkt: str | None = None  # cnf.jkt: bound to a DPoP key (RFC 9449 §6)
+    x5t: str | None = None  # cnf.x5t#S256: bound to a client certificate (RFC 8705 §3.1)
+
+
+_CONFIRMATIONS = frozenset({"jkt", "x5t#S256"})
+
+
+def confirmation(claims: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(`cnf.jkt`, `cnf.x5t#S256`) of a token; TokenError for any `cnf` authgate cannot
+    check (another confirmation method, a malformed one): a binding is never ignored."""
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None, None
+    if not isinstance(cnf, dict) or not cnf or not _CONFIRMATIONS.issuperset(cnf):
+        raise TokenError("token cnf holds a confirmation method authgate cannot check")
+    jkt, x5t = cnf.get("jkt"), cnf.get("x5t#S256")
+    for value in (jkt, x5t):
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 128):
+            raise TokenError("token cnf is malformed")
+    return jkt, x5t
 
 
 # A NumericDate (RFC 7519 §2) outside 1970..9999 is no date any issuer means; bounding it
@@ -93,10 +114,6 @@ def check_claims(claims: dict[str, Any], entry: CompiledIssuer, now: float, requ
     for name in entry.required_claims:
         if claims.get(name) is None:
             raise TokenError(f"required claim {name} missing")
-    if "cnf" in claims:
-        # RFC 7800 / RFC 9449 / RFC 8705: a key-bound token is worth nothing as a bearer
-        # token; until authgate checks the binding it refuses every one (fail closed).
-        raise TokenError("token is sender-constrained (cnf) and its binding cannot be checked")
     return exp
 
 
@@ -126,6 +143,7 @@ class TokenValidator:
     def _verified(self, entry: CompiledIssuer, claims: dict[str, Any], exp: float) -> VerifiedToken:
         subject = claims.get("sub")
         client_id = claims.get("client_id", claims.get("azp"))
+        jkt, x5t = confirmation(claims)
         return VerifiedToken(
             issuer=entry,
             claims=claims,
@@ -133,6 +151,8 @@ class TokenValidator:
             subject=subject if isinstance(subject, str) else None,
             client_id=client_id if isinstance(client_id, str) else None,
             expires_at=exp,
+            jkt=jkt,
+            x5t=x5t,
         )
 
     async def _introspected(self, token: str, digest: bytes, policy: CompiledPolicy, now: float) -> VerifiedToken:

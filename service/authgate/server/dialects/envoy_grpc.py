@@ -3,6 +3,9 @@
 The original request is `attributes.request.http` (method, host, path with query,
 scheme, headers); its headers are read by the one rule of dialects.headers, in either
 form Envoy sends them (`headers`, or `header_map` with `encode_raw_headers`).
+The client certificate (RFC 8705) is the configured header's when the service trusts one
+and Envoy sent it, else Envoy's own `attributes.source.certificate` (the TLS peer it
+verified, with `include_peer_certificate: true`): a field no client can write.
 `context_extensions["policy"] = "<namespace>/<name>"` picks one of the policies that
 cover the request's host (pipeline.decide). The Decision is rendered once
 (dialects.render) and wrapped in OkHttpResponse or DeniedHttpResponse.
@@ -12,6 +15,7 @@ Types come from PyPI `xds-protos`; the port itself (grpc.aio) is server/grpc_app
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterable
@@ -24,6 +28,7 @@ from google.rpc import code_pb2, status_pb2
 from authgate.check.decision import Decision
 from authgate.check.request import CheckRequest
 from authgate.errors import BadRequest, TargetError
+from authgate.server.dialects.client_cert import certificate_digest, from_pem
 from authgate.server.dialects.headers import COMMON, collect, mcp_value, method, request_id
 from authgate.server.dialects.render import render
 from authgate.urls import normalize_host, normalize_path
@@ -50,9 +55,23 @@ def header_items(request: external_auth_pb2.CheckRequest) -> Iterable[tuple[str,
     return items
 
 
-def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:
+@functools.lru_cache(maxsize=4)
+def _wanted(cert_header: str | None) -> frozenset[str]:
+    return _WANTED | {cert_header} if cert_header else _WANTED
+
+
+def _certificate(request: external_auth_pb2.CheckRequest, headers: dict[str, str], cert_header: str | None):
+    value = headers.get(cert_header) if cert_header else None
+    if value is not None and value.strip():
+        return certificate_digest(cert_header, value)
+    peer = request.attributes.source.certificate
+    return from_pem(peer, "attributes.source.certificate") if peer else None
+
+
+def parse(request: external_auth_pb2.CheckRequest, cert_header: str | None = None) -> CheckRequest:
+    """`cert_header`: the lowercase name of the header trusted with the client certificate."""
     http = request.attributes.request.http
-    headers = collect(header_items(request), _WANTED)
+    headers = collect(header_items(request), _wanted(cert_header))
     scheme = http.scheme.lower() if http.scheme.lower() in ("http", "https") else None
     policy_ref = request.attributes.context_extensions.get("policy")
     if policy_ref is not None and not _POLICY_REF.fullmatch(policy_ref):
@@ -69,12 +88,15 @@ def parse(request: external_auth_pb2.CheckRequest) -> CheckRequest:
         path=path,
         method=method(http.method, "method"),
         authorization=headers.get("authorization"),
+        dpop=headers.get("dpop"),
         mcp_method=mcp_value(headers.get("mcp-method"), "Mcp-Method"),
         mcp_name=mcp_value(headers.get("mcp-name"), "Mcp-Name"),
         origin=headers.get("origin"),
         access_control_request_method=headers.get("access-control-request-method"),
         request_id=rid,
         policy_ref=policy_ref,
+        scheme=scheme,
+        client_cert_sha256=_certificate(request, headers, cert_header),
     )
 
 

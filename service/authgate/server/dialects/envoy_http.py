@@ -1,5 +1,7 @@
 """Envoy `ext_authz` over HTTP (`path_prefix: /ext-authz/envoy`): the check request is
-the original one: its method, its Host, and the original path after the prefix."""
+the original one: its method, its Host, and the original path after the prefix. The
+scheme is known only when Envoy forwards X-Forwarded-Proto (else a DPoP proof's `htu`
+is held to the policy resource's scheme)."""
 
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ def parse(headers: dict[bytes, str], common: dict, raw_path: bytes, request_meth
     if host is None:
         raise BadRequest("Host header missing")
     proto = headers.get(b"x-forwarded-proto", "").lower()
+    scheme = proto if proto in ("http", "https") else None
     try:
         path = normalize_path(original.decode("latin-1"))
-        normalized_host = normalize_host(host, proto if proto in ("http", "https") else None)
+        normalized_host = normalize_host(host, scheme)
     except TargetError as error:
         raise BadRequest(str(error)) from None
-    return CheckRequest(host=normalized_host, path=path, method=method(request_method, "method"), **common)
+    return CheckRequest(
+        host=normalized_host, path=path, method=method(request_method, "method"), scheme=scheme, **common
+    )

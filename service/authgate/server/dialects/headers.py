@@ -27,13 +27,22 @@ MAX_HEADER_VALUE = 16 * 1024  # one header authgate reads
 MAX_HEADERS_TOTAL = 64 * 1024  # the values of every header of one check, read or not (Envoy's limit: 60 KiB)
 
 # What every dialect reads besides its own way of naming the original request.
-COMMON = ("authorization", "mcp-method", "mcp-name", "origin", "access-control-request-method", "x-request-id")
+COMMON = (
+    "authorization",
+    "dpop",
+    "mcp-method",
+    "mcp-name",
+    "origin",
+    "access-control-request-method",
+    "x-request-id",
+)
 
 # Values that are one token, method, origin or host: a "," in one is a repeat a proxy joined
 # (RFC 9110 §5.3), and anything but ASCII is not such a value. (X-Original-URL and
 # X-Forwarded-Uri may hold commas; X-Forwarded-Proto is left as proxies chain it.)
 _TOKEN_VALUED_NAMES = (
     "authorization",
+    "dpop",
     "mcp-method",
     "mcp-name",
     "origin",

@@ -16,9 +16,13 @@ def parse(headers: dict[bytes, str], common: dict) -> CheckRequest:
     if url is None:
         raise BadRequest("X-Original-URL header missing")
     try:
-        _, host, path = split_absolute_url(url)
+        scheme, host, path = split_absolute_url(url)
     except TargetError as error:
         raise BadRequest(f"X-Original-URL: {error}") from None
     return CheckRequest(
-        host=host, path=path, method=method(headers.get(b"x-original-method"), "X-Original-Method"), **common
+        host=host,
+        path=path,
+        method=method(headers.get(b"x-original-method"), "X-Original-Method"),
+        scheme=scheme,
+        **common,
     )

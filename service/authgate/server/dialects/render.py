@@ -28,4 +28,6 @@ def render(decision: Decision) -> Rendered:
     headers = _DENY_HEADERS
     if decision.www_authenticate:
         headers = (*headers, ("www-authenticate", decision.www_authenticate))
+    if decision.response_headers:
+        headers = (*headers, *decision.response_headers)
     return Rendered(decision.status, headers, (), decision.body())

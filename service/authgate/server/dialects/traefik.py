@@ -25,5 +25,6 @@ def parse(headers: dict[bytes, str], common: dict) -> CheckRequest:
         host=normalized_host,
         path=path,
         method=method(headers.get(b"x-forwarded-method"), "X-Forwarded-Method"),
+        scheme=proto,
         **common,
     )

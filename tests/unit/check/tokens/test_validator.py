@@ -93,12 +93,13 @@ async def test_valid_tokens_of_every_asymmetric_family(issuer, mint, alg):
         (lambda m, k, i: k["ES256"].sign_raw(raw_claims(i, AUDIENCE, nbf="-1")), "nbf is not a date"),
         (lambda m, k, i: k["ES256"].sign_raw(raw_claims(i, AUDIENCE, iat="1e300")), "iat is not a date"),
         (lambda m, k, i: m("ES256", exp=True), "exp is not a number"),
-        # sender-constrained tokens, whose binding authgate does not check yet
-        (lambda m, k, i: m("ES256", cnf={"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}), "sender-constrained"),
-        (
-            lambda m, k, i: m("ES256", cnf={"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
-            "sender-constrained",
-        ),
+        # a confirmation authgate cannot check is never ignored (RFC 7800 §3)
+        (lambda m, k, i: m("ES256", cnf={"jwk": {"kty": "EC"}}), "cannot check"),
+        (lambda m, k, i: m("ES256", cnf={"jkt": "x", "kid": "k1"}), "cannot check"),
+        (lambda m, k, i: m("ES256", cnf={}), "cannot check"),
+        (lambda m, k, i: m("ES256", cnf="jkt"), "cannot check"),
+        (lambda m, k, i: m("ES256", cnf={"jkt": 7}), "cnf is malformed"),
+        (lambda m, k, i: m("ES256", cnf={"x5t#S256": ""}), "cnf is malformed"),
         (lambda m, k, i: "a.b.c", "header is not base64url"),
         (lambda m, k, i: m("ES256") + "." + "x", "not a compact JWS"),
     ],
