@@ -453,16 +453,24 @@ class OidcProvider:
         return response.json()
 
     def certificate_bound_token(
-        self, cert: IssuedCert, resource: str, *, client: Client = BOUND_CLIENT, scope: str | None = None
+        self,
+        cert: IssuedCert,
+        resource: str,
+        *,
+        client: Client = BOUND_CLIENT,
+        scope: str | None = None,
+        proof: Callable[[str, str, str | None], str] | None = None,
     ) -> dict[str, Any]:
         """client_credentials at the mTLS listener (tls_client_auth with `cert`, RFC 8705
-        §2); the access token is bound to `cert` (needs `certificate_bound=True`)."""
+        §2); the access token is bound to `cert` (needs `certificate_bound=True`), and also
+        to a DPoP key when `proof(htm, htu, nonce)` makes a proof for the request."""
         assert self.ca is not None, "certificate-bound tokens need the IdP's TestCA"
         data = {"grant_type": "client_credentials", "resource": resource, "client_id": client.client_id}
         if scope:
             data["scope"] = scope
         with httpx.Client(verify=self.ca.ssl_context(cert), timeout=10.0, trust_env=False) as http:
-            response = http.post(self.mtls_token_endpoint, data=data)
+            headers = {"DPoP": proof("POST", self.mtls_token_endpoint, None)} if proof else {}
+            response = http.post(self.mtls_token_endpoint, data=data, headers=headers)
         if response.status_code != 200:
             raise IdpError(f"mTLS token request answered {response.status_code}: {response.text}")
         return response.json()

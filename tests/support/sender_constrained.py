@@ -10,6 +10,7 @@ one authgate runs behind each proxy, started with the header that proxy writes.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,3 +152,11 @@ def challenge_error(response: httpx.Response) -> str | None:
         return None
     _, found, rest = fields[0].partition('error="')
     return rest.split('"', 1)[0] if found else None
+
+
+def challenges(response: httpx.Response) -> dict[str, str]:
+    """The one WWW-Authenticate field, split by scheme: {"Bearer": 'scope="...", ...', "DPoP": ...}."""
+    [value] = response.headers.get_list("www-authenticate")
+    parts = re.split(r"(?:^|,\s*)(Bearer|DPoP)\s+", value)
+    assert parts[0] == "", value
+    return dict(zip(parts[1::2], parts[2::2], strict=True))

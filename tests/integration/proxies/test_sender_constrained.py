@@ -28,8 +28,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from jwcrypto import jwk, jws
 from tests.infra.availability import require_tool
 from tests.infra.idp import (
     BOUND_CLIENT_CN,
@@ -43,7 +46,13 @@ from tests.infra.tls import IssuedCert, TestCA
 from tests.infra.upstream import EchoUpstream
 from tests.support import proxy_cases
 from tests.support.authgate import Authgate
-from tests.support.dpop import ProofKey, access_token_hash, certificate_thumbprint, dpop_headers
+from tests.support.dpop import (
+    ProofKey,
+    access_token_hash,
+    certificate_hex_hash,
+    certificate_thumbprint,
+    dpop_headers,
+)
 from tests.support.facade import sealing_keys_file
 from tests.support.leaks import MINTED_TOKENS, assert_clean_log, assert_no_token_in
 from tests.support.sender_constrained import (
@@ -55,6 +64,7 @@ from tests.support.sender_constrained import (
     RESOURCE,
     SecureEdge,
     challenge_error,
+    challenges,
     forged_cert_header,
     policies,
 )
@@ -62,7 +72,7 @@ from tests.support.sender_constrained import (
 pytestmark = pytest.mark.integration
 
 assert RESOURCES_BY_ALG["RS256"] == RESOURCE  # the IdP's tokens for RESOURCE
-SHORT_NONCE_SECONDS = 2
+SHORT_NONCE_SECONDS = 10  # the shortest nonce lifetime a policy may set
 METADATA_URL = f"{ORIGIN}/.well-known/oauth-protected-resource/mcp"
 
 
@@ -140,15 +150,35 @@ def cert_token(idp: OidcProvider, client_cert: IssuedCert) -> str:
 
 
 @pytest.fixture(scope="module")
+def doubly_bound_token(
+    idp: OidcProvider, cert_token: str, client_cert: IssuedCert, proof_keys: dict[str, ProofKey]
+) -> str:
+    """`cert_token` also bound to the ES256 proof key: oidc-provider refuses to bind one token
+    both ways ("multiple proof-of-possession mechanisms are not allowed"), so this one is
+    signed here with the IdP's own RS256 key (its kid), as an IdP that does would."""
+    private = next(k for k in json.loads(Path(idp.config["jwksPath"]).read_text())["keys"] if k["alg"] == "RS256")
+    payload = claims(cert_token)
+    payload["cnf"] = {"x5t#S256": certificate_thumbprint(client_cert.cert), "jkt": proof_keys["ES256"].thumbprint}
+    signed = jws.JWS(json.dumps(payload).encode())
+    header = {"alg": "RS256", "typ": "at+jwt", "kid": private["kid"]}
+    signed.add_signature(jwk.JWK(**private), alg="RS256", protected=json.dumps(header))
+    token = signed.serialize(compact=True)
+    MINTED_TOKENS.add(token)
+    return token
+
+
+@pytest.fixture(scope="module")
 def sealing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sealing_keys_file(tmp_path_factory.mktemp("sender-sealing") / "keys.json")
 
 
 def start_authgate(
-    directory: Path, idp: OidcProvider, pki: TestCA, sealing_keys: Path, cert_header: str, name: str = "authgate"
+    directory: Path, idp: OidcProvider, pki: TestCA, sealing_keys: Path, cert_header: str | None, name: str = "authgate"
 ) -> Authgate:
+    """`authgate serve` with the module's policies, trusting `cert_header` (None: no header)."""
     args = ["--ca-bundle", str(pki.ca_path), "--egress-allow", "127.0.0.1", "--sealing-keys", str(sealing_keys)]
-    args += ["--client-cert-header", cert_header]
+    if cert_header is not None:
+        args += ["--client-cert-header", cert_header]
     policy = policies(idp.issuer, short_nonce_seconds=SHORT_NONCE_SECONDS)
     return Authgate(directory, policy, args, name=name).start()
 
@@ -252,6 +282,28 @@ def test_post_with_a_post_proof_reaches_the_app(
     assert assert_reached_app(response, edge)["method"] == "POST"
 
 
+def test_dpop_scheme_is_case_insensitive(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    """RFC 9110 §11.1: auth schemes compare case-insensitively (`dpop`, `DPOP`)."""
+    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
+    for scheme in ("dpop", "DPOP"):
+        proof = key.proof("GET", f"{ORIGIN}/mcp", access_token=token)
+        headers = [("Authorization", f"{scheme} {token}"), ("DPoP", proof)]
+        assert_reached_app(edge.request("/mcp", headers=headers), edge)
+
+
+def test_token_bound_to_a_certificate_and_a_key_needs_both(
+    edge: SecureEdge, doubly_bound_token: str, proof_keys: dict[str, ProofKey], client_cert: IssuedCert
+) -> None:
+    token, key = doubly_bound_token, proof_keys["ES256"]
+    assert_reached_app(dpop_request(edge, "/mcp", token, key, cert=client_cert), edge)
+
+    assert_refused(dpop_request(edge, "/mcp", token, key), edge, "invalid_token")  # no certificate
+    bearer = edge.request("/mcp", headers=[("Authorization", f"Bearer {token}")], cert=client_cert)
+    assert_refused(bearer, edge, "invalid_token")  # no proof
+
+
 def test_unbound_bearer_token_passes_where_binding_is_optional(edge: SecureEdge, bearer_token: str) -> None:
     assert_reached_app(edge.request("/mcp", headers=[("Authorization", f"Bearer {bearer_token}")]), edge)
 
@@ -299,7 +351,10 @@ BAD_PROOFS: list[tuple[str, ProofMaker]] = [
     ("htu_userinfo", _proof(htu="https://mcp.example.com@evil.example/mcp/tools")),
     ("htu_dot_segments_elsewhere", _proof(htu="https://mcp.example.com/mcp/tools/../../admin")),
     ("htu_encoded_slash", _proof(htu="https://mcp.example.com/mcp%2Ftools")),
+    ("htm_lowercase", _proof(htm="get")),  # methods are case-sensitive (RFC 9110 §9.1)
+    ("htu_path_case", _proof(htu="https://mcp.example.com/MCP/tools")),  # paths are case-sensitive
     ("stale_iat", _proof(iat=time.time() - 600)),
+    ("iat_just_past_the_window", _proof(iat=time.time() - 90)),  # proofLifetimeSeconds 60
     ("future_iat", _proof(iat=time.time() + 600)),
     ("no_iat", _proof(omit=("iat",))),
     ("no_jti", _proof(omit=("jti",))),
@@ -331,8 +386,7 @@ def test_bad_proof_is_invalid_dpop_proof(
     response = edge.request("/mcp/tools", headers=dpop_headers(token, proof))
 
     assert_refused(response, edge, "invalid_dpop_proof")
-    [challenge] = response.headers.get_list("www-authenticate")
-    assert challenge.startswith("DPoP ")
+    assert 'error="invalid_dpop_proof"' in challenges(response)["DPoP"]  # on the scheme the client used
 
 
 @pytest.mark.parametrize(
@@ -406,17 +460,18 @@ def test_no_token_gets_one_challenge_field_with_dpop_and_bearer(edge: SecureEdge
     response = edge.request("/mcp")
 
     assert response.status_code == 401
-    [challenge] = response.headers.get_list("www-authenticate")  # nginx passes only the first field
-    assert challenge.startswith("DPoP ")
-    assert f'algs="{" ".join(PROOF_ALGORITHMS)}"' in challenge
-    assert ", Bearer " in challenge
-    assert challenge.count(f'resource_metadata="{METADATA_URL}"') == 2
-    assert "error=" not in challenge
+    offered = challenges(response)  # one field: nginx passes only the first
+    assert set(offered) == {"Bearer", "DPoP"}
+    [algs] = [p for p in offered["DPoP"].split(", ") if p.startswith("algs=")]
+    assert sorted(algs.removeprefix("algs=").strip('"').split()) == sorted(PROOF_ALGORITHMS)
+    for params in offered.values():
+        assert f'resource_metadata="{METADATA_URL}"' in params
+        assert "error=" not in params
 
 
 def test_protected_resource_metadata_advertises_dpop(edge: SecureEdge) -> None:
     document = edge.request("/.well-known/oauth-protected-resource/mcp").json()
-    assert document["dpop_signing_alg_values_supported"] == list(PROOF_ALGORITHMS)
+    assert sorted(document["dpop_signing_alg_values_supported"]) == sorted(PROOF_ALGORITHMS)
     assert document["dpop_bound_access_tokens_required"] is False
 
     required = edge.request("/.well-known/oauth-protected-resource/dpop-required").json()
@@ -477,19 +532,6 @@ def test_nonce_of_another_policy_is_use_dpop_nonce(
 
     assert_refused(dpop_request(edge, "/nonce", token, key, nonce=other), edge, "use_dpop_nonce")
     assert_reached_app(dpop_request(edge, "/other-nonce", token, key, nonce=other), edge)
-
-
-def test_expired_nonce_is_use_dpop_nonce(
-    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
-) -> None:
-    token, key = dpop_tokens["RS256"], proof_keys["RS256"]
-    nonce = nonce_from(dpop_request(edge, "/short-nonce", token, key))
-    assert_reached_app(dpop_request(edge, "/short-nonce", token, key, nonce=nonce), edge)
-
-    time.sleep(SHORT_NONCE_SECONDS + 1.5)
-    response = dpop_request(edge, "/short-nonce", token, key, nonce=nonce)
-    assert_refused(response, edge, "use_dpop_nonce")
-    assert nonce_from(response) != nonce
 
 
 def test_nonce_is_not_asked_for_where_the_policy_has_none(
@@ -636,7 +678,9 @@ def test_two_replicas_with_the_same_sealing_keys_accept_each_others_nonces(
     tmp_path: Path,
 ) -> None:
     """A nonce one replica hands out opens the other (no shared store: the HMAC key comes
-    from the sealing keys); a replica with other sealing keys asks for its own."""
+    from the sealing keys); a replica with other sealing keys asks for its own. A nonce
+    past its policy's lifetime is refused by both. (Straight to the check ports: which
+    replica answers is the point, and the proxies' part is tested above.)"""
     token, key = dpop_tokens["ES256"], proof_keys["ES256"]
     url = f"{ORIGIN}/nonce"
     other_keys = sealing_keys_file(tmp_path / "other-keys.json")
@@ -646,7 +690,7 @@ def test_two_replicas_with_the_same_sealing_keys_accept_each_others_nonces(
     ]
     try:
 
-        def check(replica: Authgate, nonce: str | None) -> httpx.Response:
+        def check(replica: Authgate, nonce: str | None, url: str = url) -> httpx.Response:
             proof = key.proof("GET", url, access_token=token, nonce=nonce)
             headers = {
                 "X-Original-URL": url,
@@ -657,13 +701,140 @@ def test_two_replicas_with_the_same_sealing_keys_accept_each_others_nonces(
             return httpx.get(replica.check_url("nginx"), headers=headers, timeout=10)
 
         a, b, c = replicas
+        short_url = f"{ORIGIN}/short-nonce"
+        short_nonce, issued = nonce_from(check(a, None, short_url)), time.monotonic()
         nonce = nonce_from(check(a, None))
         assert check(b, nonce).status_code == 200
         assert check(a, nonce).status_code == 200
         assert nonce_from(check(c, nonce)) != nonce
         assert check(a, nonce_from(check(b, None))).status_code == 200
+
+        # An expired nonce is refused like a forged one, with a fresh one to retry with.
+        assert check(b, short_nonce, short_url).status_code == 200
+        time.sleep(max(0.0, issued + SHORT_NONCE_SECONDS + 1.5 - time.monotonic()))
+        for replica in (a, b):
+            assert nonce_from(check(replica, short_nonce, short_url)) != short_nonce
     finally:
         for replica in replicas:
             replica.stop()
     for replica in replicas:
         assert_clean_log(replica.log(), str(replica.process.log_path))
+
+
+# -- the trusted header, straight at the check ports ----------------------------------------------
+@pytest.fixture(scope="module")
+def gates(
+    idp: OidcProvider, pki: TestCA, sealing_keys: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str | None, Authgate]]:
+    """authgate trusting X-SSL-Client-Cert, x-forwarded-client-cert, and no header at all."""
+    directory = tmp_path_factory.mktemp("sender-gates")
+    started: dict[str | None, Authgate] = {}
+    try:
+        for header in ("X-SSL-Client-Cert", "x-forwarded-client-cert", None):
+            started[header] = start_authgate(directory / str(header), idp, pki, sealing_keys, header, name="gate")
+        yield started
+    finally:
+        for gate in started.values():
+            gate.stop()
+    for gate in started.values():
+        assert_clean_log(gate.log(), str(gate.process.log_path))
+
+
+def nginx_check(gate: Authgate, token: str, **headers: str) -> httpx.Response:
+    """`X_SSL_Client_Cert=...` sends X-SSL-Client-Cert."""
+    sent = {"X-Original-URL": RESOURCE, "X-Original-Method": "GET", "Authorization": f"Bearer {token}"}
+    sent.update({name.replace("_", "-"): value for name, value in headers.items()})
+    return httpx.get(gate.check_url("nginx"), headers=sent, timeout=10)
+
+
+def envoy_check(gate: Authgate, token: str, **headers: str) -> httpx.Response:
+    sent = {"Host": HOST, "X-Forwarded-Proto": "https", "Authorization": f"Bearer {token}", **headers}
+    return httpx.get(f"http://127.0.0.1:{gate.check_port}/ext-authz/envoy/mcp", headers=sent, timeout=10)
+
+
+def xfcc(cert: Path, *, cert_part: Path | None = None, hash_part: Path | None = None) -> str:
+    """An XFCC element as Envoy writes it with SANITIZE_SET: Hash= and Cert= (of `cert`, or
+    of the others given, to make them disagree)."""
+    hashed = certificate_hex_hash(hash_part or cert)
+    return f'Hash={hashed};Cert="{urllib.parse.quote((cert_part or cert).read_text(), safe="")}"'
+
+
+def test_certificate_header_is_read_in_each_format(
+    gates: dict[str | None, Authgate], cert_token: str, client_cert: IssuedCert
+) -> None:
+    pem = client_cert.cert.read_text()
+    body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    nginx_gate, envoy_gate = gates["X-SSL-Client-Cert"], gates["x-forwarded-client-cert"]
+    for value in (urllib.parse.quote(pem, safe=""), body, f"{body},{body[::-1]}"):  # nginx, Traefik, Traefik chain
+        assert nginx_check(nginx_gate, cert_token, X_SSL_Client_Cert=value).status_code == 200
+    hashed = certificate_hex_hash(client_cert.cert)
+    for value in (xfcc(client_cert.cert), f"Hash={hashed}", f'By=spiffe://x;Hash={hashed};Subject="CN=a,O=b"'):
+        assert envoy_check(envoy_gate, cert_token, **{"x-forwarded-client-cert": value}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not a certificate",
+        "%%%",
+        "-----BEGIN%20CERTIFICATE-----%0AAAAA",  # no end line
+        "-----BEGIN%20CERTIFICATE-----%0A-----END%20CERTIFICATE-----",  # empty
+    ],
+)
+def test_malformed_certificate_header_is_a_bad_request(
+    gates: dict[str | None, Authgate], cert_token: str, value: str
+) -> None:
+    assert nginx_check(gates["X-SSL-Client-Cert"], cert_token, X_SSL_Client_Cert=value).status_code == 400
+
+
+def test_malformed_xfcc_is_a_bad_request(
+    gates: dict[str | None, Authgate], cert_token: str, client_cert: IssuedCert, other_cert: IssuedCert
+) -> None:
+    gate = gates["x-forwarded-client-cert"]
+    for value in (
+        f"{xfcc(other_cert.cert)},{xfcc(client_cert.cert)}",  # two elements: a client's copy appended to
+        xfcc(client_cert.cert, hash_part=other_cert.cert),  # Cert and Hash disagree
+        "Hash=abc",  # not a SHA-256
+        'By=spiffe://x;Cert="unterminated',
+        "Subject=CN=a",  # neither Cert nor Hash
+    ):
+        assert envoy_check(gate, cert_token, **{"x-forwarded-client-cert": value}).status_code == 400, value
+
+
+def test_no_certificate_header_is_trusted_by_default(
+    gates: dict[str | None, Authgate], cert_token: str, client_cert: IssuedCert
+) -> None:
+    """Without --client-cert-header, a header claiming the token's certificate is ignored in
+    every dialect: the certificate-bound token is refused."""
+    gate = gates[None]
+    pem = urllib.parse.quote(client_cert.cert.read_text(), safe="")
+    for response in (
+        nginx_check(gate, cert_token, X_SSL_Client_Cert=pem, X_Forwarded_Tls_Client_Cert=pem),
+        envoy_check(gate, cert_token, **{"x-forwarded-client-cert": xfcc(client_cert.cert)}),
+    ):
+        assert response.status_code == 401
+        assert challenge_error(response) == "invalid_token"
+
+
+def grpc_check(gate: Authgate, token: str, peer: Path | None = None, **headers: str) -> Any:
+    request = external_auth_pb2.CheckRequest()
+    http = request.attributes.request.http
+    http.method, http.host, http.path, http.scheme = "GET", HOST, "/mcp", "https"
+    http.headers["authorization"] = f"Bearer {token}"
+    for name, value in headers.items():
+        http.headers[name.replace("_", "-").lower()] = value
+    if peer is not None:  # as Envoy fills it with include_peer_certificate: URL-encoded PEM
+        request.attributes.source.certificate = urllib.parse.quote(peer.read_text(), safe="")
+    with grpc.insecure_channel(f"127.0.0.1:{gate.grpc_port}") as channel:
+        return external_auth_pb2_grpc.AuthorizationStub(channel).Check(request, timeout=10)
+
+
+def test_grpc_reads_the_peer_certificate_and_no_header_by_default(
+    gates: dict[str | None, Authgate], cert_token: str, client_cert: IssuedCert, other_cert: IssuedCert
+) -> None:
+    gate = gates[None]
+    assert grpc_check(gate, cert_token, peer=client_cert.cert).status.code == 0
+    assert grpc_check(gate, cert_token, peer=other_cert.cert).denied_response.status.code == 401
+    # a gateway that sends every header (Istio's gRPC provider) cannot be used to forge one
+    forged = grpc_check(gate, cert_token, **{"x-forwarded-client-cert": xfcc(client_cert.cert)})
+    assert forged.denied_response.status.code == 401
