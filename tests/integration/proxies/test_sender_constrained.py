@@ -668,59 +668,6 @@ def pem_der(pem: str) -> bytes:
     return base64.b64decode("".join(line for line in pem.splitlines() if not line.startswith("-----")))
 
 
-# -- two replicas --------------------------------------------------------------------------------
-def test_two_replicas_with_the_same_sealing_keys_accept_each_others_nonces(
-    idp: OidcProvider,
-    pki: TestCA,
-    sealing_keys: Path,
-    dpop_tokens: dict[str, str],
-    proof_keys: dict[str, ProofKey],
-    tmp_path: Path,
-) -> None:
-    """A nonce one replica hands out opens the other (no shared store: the HMAC key comes
-    from the sealing keys); a replica with other sealing keys asks for its own. A nonce
-    past its policy's lifetime is refused by both. (Straight to the check ports: which
-    replica answers is the point, and the proxies' part is tested above.)"""
-    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
-    url = f"{ORIGIN}/nonce"
-    other_keys = sealing_keys_file(tmp_path / "other-keys.json")
-    replicas = [
-        start_authgate(tmp_path / name, idp, pki, keys, "X-SSL-Client-Cert", name=name)
-        for name, keys in (("replica-a", sealing_keys), ("replica-b", sealing_keys), ("replica-c", other_keys))
-    ]
-    try:
-
-        def check(replica: Authgate, nonce: str | None, url: str = url) -> httpx.Response:
-            proof = key.proof("GET", url, access_token=token, nonce=nonce)
-            headers = {
-                "X-Original-URL": url,
-                "X-Original-Method": "GET",
-                "Authorization": f"DPoP {token}",
-                "DPoP": proof,
-            }
-            return httpx.get(replica.check_url("nginx"), headers=headers, timeout=10)
-
-        a, b, c = replicas
-        short_url = f"{ORIGIN}/short-nonce"
-        short_nonce, issued = nonce_from(check(a, None, short_url)), time.monotonic()
-        nonce = nonce_from(check(a, None))
-        assert check(b, nonce).status_code == 200
-        assert check(a, nonce).status_code == 200
-        assert nonce_from(check(c, nonce)) != nonce
-        assert check(a, nonce_from(check(b, None))).status_code == 200
-
-        # An expired nonce is refused like a forged one, with a fresh one to retry with.
-        assert check(b, short_nonce, short_url).status_code == 200
-        time.sleep(max(0.0, issued + SHORT_NONCE_SECONDS + 1.5 - time.monotonic()))
-        for replica in (a, b):
-            assert nonce_from(check(replica, short_nonce, short_url)) != short_nonce
-    finally:
-        for replica in replicas:
-            replica.stop()
-    for replica in replicas:
-        assert_clean_log(replica.log(), str(replica.process.log_path))
-
-
 # -- the trusted header, straight at the check ports ----------------------------------------------
 @pytest.fixture(scope="module")
 def gates(
@@ -838,3 +785,47 @@ def test_grpc_reads_the_peer_certificate_and_no_header_by_default(
     # a gateway that sends every header (Istio's gRPC provider) cannot be used to forge one
     forged = grpc_check(gate, cert_token, **{"x-forwarded-client-cert": xfcc(client_cert.cert)})
     assert forged.denied_response.status.code == 401
+
+
+# -- two replicas --------------------------------------------------------------------------------
+def test_two_replicas_with_the_same_sealing_keys_accept_each_others_nonces(
+    gates: dict[str | None, Authgate],
+    idp: OidcProvider,
+    pki: TestCA,
+    dpop_tokens: dict[str, str],
+    proof_keys: dict[str, ProofKey],
+    tmp_path: Path,
+) -> None:
+    """A nonce one replica hands out opens the other (no shared store: the HMAC key comes
+    from the sealing keys); a replica with other sealing keys asks for its own. A nonce
+    past its policy's lifetime is refused by both. (Straight to the check ports: which
+    replica answers is the point, and the proxies' part is tested above.) The replicas are
+    two of `gates`, which share the module's sealing keys."""
+    token, key = dpop_tokens["ES256"], proof_keys["ES256"]
+    url = f"{ORIGIN}/nonce"
+    a, b = gates["X-SSL-Client-Cert"], gates[None]
+    c = start_authgate(tmp_path, idp, pki, sealing_keys_file(tmp_path / "other-keys.json"), None, name="other-keys")
+    try:
+
+        def check(replica: Authgate, nonce: str | None, url: str = url) -> httpx.Response:
+            proof = key.proof("GET", url, access_token=token, nonce=nonce)
+            headers = {"X-Original-URL": url, "X-Original-Method": "GET", "DPoP": proof}
+            headers["Authorization"] = f"DPoP {token}"
+            return httpx.get(replica.check_url("nginx"), headers=headers, timeout=10)
+
+        short_url = f"{ORIGIN}/short-nonce"
+        short_nonce, issued = nonce_from(check(a, None, short_url)), time.monotonic()
+        nonce = nonce_from(check(a, None))
+        assert check(b, nonce).status_code == 200
+        assert check(a, nonce).status_code == 200
+        assert nonce_from(check(c, nonce)) != nonce
+        assert check(a, nonce_from(check(b, None))).status_code == 200
+
+        # An expired nonce is refused like a forged one, with a fresh one to retry with.
+        assert check(b, short_nonce, short_url).status_code == 200
+        time.sleep(max(0.0, issued + SHORT_NONCE_SECONDS + 1.5 - time.monotonic()))
+        for replica in (a, b):
+            assert nonce_from(check(replica, short_nonce, short_url)) != short_nonce
+    finally:
+        c.stop()
+    assert_clean_log(c.log(), str(c.process.log_path))
