@@ -26,9 +26,15 @@ METADATA_URL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp
 OUTAGE_RESOURCE = "https://mcp.example.com/outage"
 SITE_RESOURCE = "https://www.example.com/"  # another host the same authgate serves, all public
 IDENTITY_HEADERS = ("x-auth-subject", "x-auth-roles", "x-auth-scopes", "x-auth-issuer", "x-auth-client-id")
-NO_TOKEN_CHALLENGE = f'Bearer scope="mcp:read", resource_metadata="{METADATA_URL}"'
+# The edge policies set no senderConstraint: DPoP is accepted (RFC 9449 §7.1) with every
+# asymmetric algorithm, so its challenge follows Bearer's in the same field.
+DPOP_CHALLENGE = (
+    'DPoP algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512", '
+    f'scope="mcp:read", resource_metadata="{METADATA_URL}"'
+)
+NO_TOKEN_CHALLENGE = f'Bearer scope="mcp:read", resource_metadata="{METADATA_URL}", {DPOP_CHALLENGE}'
 INSUFFICIENT_SCOPE_CHALLENGE = (
-    f'Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="{METADATA_URL}"'
+    f'Bearer error="insufficient_scope", scope="mcp:read", resource_metadata="{METADATA_URL}", {DPOP_CHALLENGE}'
 )
 ADMIN_TOOL = {"Mcp-Method": "tools/call", "Mcp-Name": "admin_reset"}
 
