@@ -385,8 +385,10 @@ async def test_mcp_sdk_logs_in_through_the_facade_behind_nginx(
         assert openid_metadata.json()["issuer"] == stack.origin
         challenge = await http.post(stack.resource, json={}, headers={"Mcp-Method": "tools/list"})
         assert challenge.status_code == 401
-        assert challenge.headers["www-authenticate"] == (
-            f'Bearer scope="mcp:read", resource_metadata="{stack.origin}/.well-known/oauth-protected-resource/mcp"'
+        metadata = f'resource_metadata="{stack.origin}/.well-known/oauth-protected-resource/mcp"'
+        assert challenge.headers["www-authenticate"] == (  # Bearer, then DPoP (accepted by default)
+            f'Bearer scope="mcp:read", {metadata}, '
+            f'DPoP algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512", scope="mcp:read", {metadata}'
         )
 
     whoami, echoed = await mcp_session(stack.resource, renewed["access_token"], context)
