@@ -63,7 +63,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile hack/images/*.Containerfile
 
 # The fast loop: lint (with the import contracts) and the unit tests; installs no tools.
 check: lint
@@ -79,6 +79,7 @@ bench: tools
 	$(BIN)/python -m bench.envoy
 	$(BIN)/python -m bench.exchange
 	$(BIN)/python -m bench.facade
+	$(BIN)/python -m bench.dpop
 
 # Coverage-guided fuzzing of the untrusted-input parsers (atheris; minutes, not in CI): fuzz/REPORT.md.
 FUZZ_SECONDS ?= 60

@@ -34,7 +34,9 @@ class StaticIssuer:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.public_jwk(alg) for alg in ALGORITHMS]}
 
-    def token(self, alg: str, audience: str, scope: str, subject: str = "bench-user", ttl: int = 3600) -> str:
+    def token(
+        self, alg: str, audience: str, scope: str, subject: str = "bench-user", ttl: int = 3600, **extra: Any
+    ) -> str:
         """An RFC 9068 access token (typ at+jwt) like an IdP issues it."""
         now = int(time.time())
         claims = {
@@ -46,6 +48,7 @@ class StaticIssuer:
             "iat": now,
             "exp": now + ttl,
             "jti": uuid.uuid4().hex,
+            **extra,
         }
         key = self.keys[alg]
         # Compact JSON (not SigningKey.sign's), as IdPs send it: the token's size is part of what is measured.

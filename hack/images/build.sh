@@ -12,6 +12,10 @@
 #   pause     the pod sandbox (pinned as containerd's sandbox image), from scratch
 #   coredns   cluster DNS, from scratch
 #   traefik   the in-cluster ingress controller, from scratch
+#   test-idp  the test IdP (hack/idp/server.mjs, oidc-provider) with the host's Node.js runtime
+#             on the base (test-idp.Containerfile); needs `make idp`
+#   mcp-server  examples/mcp-server/server.py with the MCP SDK on the base (mcp-server.Containerfile)
+# The last two are tagged by a hash of their inputs: a changed input is a new image.
 # The binaries come from hack/tools/build.sh (cached by version). The machine's CA bundle
 # (for package downloads through a TLS-inspecting registry access) is handed to the
 # Dockerfile as the build secret `pip_cert`: mounted for one step, never in a layer.
@@ -37,8 +41,24 @@ image_name() {
     pause) echo "localhost/authgate/pause:$KUBERNETES_VERSION" ;;
     coredns) echo "localhost/authgate/coredns:$COREDNS_VERSION" ;;
     traefik) echo "localhost/authgate/traefik:$TRAEFIK_VERSION" ;;
-    *) die "unknown image '$1' (images: base authgate pause coredns traefik)" ;;
+    test-idp) echo "localhost/authgate/test-idp:$(test_idp_key)" ;;
+    mcp-server) echo "localhost/authgate/mcp-server:$(mcp_server_key)" ;;
+    *) die "unknown image '$1' (images: base authgate pause coredns traefik test-idp mcp-server)" ;;
   esac
+}
+node_runtime() { command -v node || die "node not found (Node.js 20, hack/install-system-packages.sh)"; }
+# The MCP SDK version the tests' client uses (the worktree's venv), so server and client match.
+mcp_version() {
+  "$root/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))' 2>/dev/null ||
+    die "no MCP SDK in .venv: make venv"
+}
+test_idp_key() {
+  { "$(node_runtime)" --version; image_name base; cd "$root" && sha256sum hack/idp/server.mjs hack/idp/package-lock.json \
+    hack/images/test-idp.Containerfile; } | sha256sum | cut -c1-12
+}
+mcp_server_key() {
+  { mcp_version; image_name base; cd "$root" && sha256sum examples/mcp-server/server.py \
+    hack/images/mcp-server.Containerfile; } | sha256sum | cut -c1-12
 }
 archive() { echo "$IMAGES_DIR/$(image_name "$1" | tr '/:' '__').oci.tar"; }
 tool() { "$root/hack/tools/build.sh" "$1" >&2 && "$root/hack/tools/build.sh" --print-path "$1"; }
@@ -122,6 +142,41 @@ build_pause() { scratch_image pause "$(tool pause)" 65535; }
 build_coredns() { scratch_image coredns "$(tool coredns)" 65532; }
 build_traefik() { scratch_image traefik "$(tool traefik)" 65532; }
 
+# An image from one of the Containerfiles beside this script, on the base, from a staged
+# context: containerfile_image IMAGE CONTEXT [BUILD ARGS...]
+containerfile_image() {
+  local image="$1" context="$2" secret=()
+  shift 2
+  [ -s "$(archive "$image")" ] && have_local "$(image_name "$image")" && return 0
+  build_base
+  [ -s "$CA_BUNDLE" ] && secret=(--secret "id=pip_cert,src=$CA_BUNDLE")
+  buildah build --quiet --layers=false --network host --pull=never \
+    --build-arg "BASE_IMAGE=$(image_name base)" "$@" "${secret[@]}" \
+    -t "$(image_name "$image")" -f "$here/$image.Containerfile" "$context" >/dev/null
+  # Images of older inputs are superseded: their tags and archives go.
+  local name repo current
+  name="$(image_name "$image")" repo="${name%:*}" current="$(basename "$(archive "$image")")"
+  buildah images --format '{{.Name}}:{{.Tag}}' | grep "^$repo:" | grep -vxF "$name" | xargs -r buildah rmi >/dev/null 2>&1 || true
+  find "$IMAGES_DIR" -maxdepth 1 -name "$(echo "$repo" | tr '/:' '__')_*" ! -name "$current*" -delete
+}
+build_test_idp() {
+  [ -f "$root/hack/idp/node_modules/oidc-provider/package.json" ] || die "hack/idp/node_modules missing: make idp"
+  local context
+  context="$(mktemp -d)"
+  cp "$(node_runtime)" "$context/node"
+  mkdir "$context/idp"
+  cp -r "$root/hack/idp/server.mjs" "$root/hack/idp/package.json" "$root/hack/idp/node_modules" "$context/idp/"
+  containerfile_image test-idp "$context" || { rm -rf "$context"; return 1; }
+  rm -rf "$context"
+}
+build_mcp_server() {
+  local context
+  context="$(mktemp -d)"
+  cp "$root/examples/mcp-server/server.py" "$context/"
+  containerfile_image mcp-server "$context" --build-arg "MCP_VERSION=$(mcp_version)" || { rm -rf "$context"; return 1; }
+  rm -rf "$context"
+}
+
 import() { # socket image
   local ctr_bin
   ctr_bin="$(tool ctr)"
@@ -132,15 +187,15 @@ socket=""
 case "${1:-}" in
   --print-name) [ $# -eq 2 ] || die "usage: build.sh --print-name IMAGE"; image_name "$2"; exit 0 ;;
   --import) [ $# -ge 2 ] || die "usage: build.sh --import SOCKET IMAGE ..."; socket="$2"; shift 2 ;;
-  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
-[ $# -gt 0 ] || die "name an image (base authgate pause coredns traefik)"
+[ $# -gt 0 ] || die "name an image (base authgate pause coredns traefik test-idp mcp-server)"
 need_buildah
 mkdir -p "$IMAGES_DIR"
 for image in "$@"; do
   image_name "$image" >/dev/null
   start=$SECONDS
-  "build_$image"
+  "build_${image//-/_}"
   save "$image"
   echo "image $(image_name "$image"): $(archive "$image") ($(du -h "$(archive "$image")" | cut -f1) archive, built in $((SECONDS - start))s)"
   [ -n "$socket" ] && import "$socket" "$image"

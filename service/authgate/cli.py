@@ -72,6 +72,28 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="at most one refetch for unknown key ids per this interval",
     )
+    caches = parser.add_argument_group("caches (docs/operations.md: memory per entry)")
+    caches.add_argument(
+        "--token-cache-entries",
+        type=_not_negative,
+        default=100_000,
+        metavar="N",
+        help="verified tokens kept (least recently used fall out; 0: none)",
+    )
+    caches.add_argument(
+        "--token-cache-ttl",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="the longest a verified token or a cached decision is reused (never past the token's exp)",
+    )
+    caches.add_argument(
+        "--decision-cache-entries",
+        type=_not_negative,
+        default=10_000,
+        metavar="N",
+        help="rendered check answers kept, keyed by every input of the check (0: none)",
+    )
     bound = parser.add_argument_group("sender-constrained tokens (DPoP, RFC 9449; certificate-bound, RFC 8705)")
     bound.add_argument(
         "--client-cert-header",
@@ -113,6 +135,13 @@ _RESERVED_HEADERS = frozenset(COMMON) | {
 }
 
 
+def _not_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -147,6 +176,9 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
             failure_cooldown=min(5.0, args.jwks_refresh_seconds),
         ),
         forwarded_for_hops=args.forwarded_for_hops,
+        token_cache_entries=args.token_cache_entries,
+        token_cache_ttl=args.token_cache_ttl,
+        decision_cache_entries=args.decision_cache_entries,
         client_cert_header=args.client_cert_header,
         dpop_replay_entries=args.dpop_replay_entries,
     )

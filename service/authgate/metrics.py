@@ -1,22 +1,24 @@
-"""Prometheus metrics of the auth service, served on the metrics port."""
+"""Prometheus metrics of the auth service, served on the metrics port.
+
+What changes on every check (checks by decision, their latency, verified-token and
+decision cache lookups) is counted in plain integers by the event loop that makes the
+checks, and turned into metric families only when scraped (`HotPathCollector`):
+prometheus_client's Counter and Histogram take a lock per update, which costs more than
+many of the checks they count. Everything else uses prometheus_client's types as is.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import bisect
+from collections.abc import Iterator
 
-CHECKS = Counter(
-    "authgate_checks_total",
-    "External-auth checks by decision and reason.",
-    ["dialect", "decision", "reason"],
-)
-CHECK_LATENCY = Histogram(
-    "authgate_check_duration_seconds",
-    "Time to decide one check, from request parsed to decision rendered.",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5),
-)
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
 JWKS_FETCHES = Counter("authgate_jwks_fetches_total", "JWKS fetches per issuer and result.", ["issuer", "result"])
 JWKS_KEY_AGE = Gauge("authgate_jwks_key_age_seconds", "Age of the signing keys in use per issuer.", ["issuer"])
-TOKEN_CACHE = Counter("authgate_verified_token_cache_total", "Verified-token cache lookups.", ["result"])
 TOKEN_CACHE_SIZE = Gauge("authgate_verified_token_cache_size", "Entries in the verified-token cache.")
 SNAPSHOT_GENERATION = Gauge("authgate_snapshot_generation", "Generation of the enforced policy snapshot.")
 SNAPSHOT_PUSHES = Counter(
@@ -34,13 +36,60 @@ FACADE_REQUESTS = Counter(
 ERRORS = Counter("authgate_internal_errors_total", "Unexpected errors (each one failed closed).", ["where"])
 
 
-_check_counters: dict[tuple[str, bool, str], object] = {}
+class HotPathCollector(Collector):
+    """authgate_checks_total, authgate_check_duration_seconds, and the cache lookups
+    (authgate_verified_token_cache_total, authgate_decision_cache_total and their hit
+    ratios), from counts kept without locks by `count_check` and `count_cache`."""
+
+    def __init__(self) -> None:
+        self.checks: dict[tuple[str, bool, str], int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: above every bound
+        self.latency_sum = 0.0
+        self.caches: dict[str, list[int]] = {"verified_token": [0, 0, 0], "decision": [0, 0, 0]}  # hit, miss, expired
+
+    def collect(self) -> Iterator[object]:
+        checks = CounterMetricFamily(
+            "authgate_checks", "External-auth checks by decision and reason.", labels=["dialect", "decision", "reason"]
+        )
+        for (dialect, allowed, reason), count in list(self.checks.items()):
+            checks.add_metric([dialect, "allow" if allowed else "deny", reason], count)
+        yield checks
+        cumulative, buckets = 0, []
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), list(self.buckets), strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        latency = HistogramMetricFamily(
+            "authgate_check_duration_seconds", "Time to decide one check, from request parsed to decision rendered."
+        )
+        latency.add_metric([], buckets, self.latency_sum)
+        yield latency
+        for name, what in (("verified_token", "Verified-token"), ("decision", "Decision")):
+            hit, miss, expired = self.caches[name]
+            lookups = CounterMetricFamily(f"authgate_{name}_cache", f"{what} cache lookups.", labels=["result"])
+            for result, count in (("hit", hit), ("miss", miss), ("expired", expired)):
+                lookups.add_metric([result], count)
+            yield lookups
+            ratio = GaugeMetricFamily(
+                f"authgate_{name}_cache_hit_ratio", f"{what} cache hits per lookup since the start (0 before any)."
+            )
+            ratio.add_metric([], hit / (hit + miss + expired) if hit + miss + expired else 0.0)
+            yield ratio
 
 
-def count_check(dialect: str, allowed: bool, reason: str) -> None:
-    """CHECKS.labels(...).inc(), with each labelled child looked up once."""
+HOT_PATH = HotPathCollector()
+REGISTRY.register(HOT_PATH)
+_checks = HOT_PATH.checks
+_buckets = HOT_PATH.buckets
+HIT, MISS, EXPIRED = 0, 1, 2
+
+
+def count_check(dialect: str, allowed: bool, reason: str, elapsed: float) -> None:
     key = (dialect, allowed, reason)
-    child = _check_counters.get(key)
-    if child is None:
-        child = _check_counters[key] = CHECKS.labels(dialect, "allow" if allowed else "deny", reason)
-    child.inc()
+    _checks[key] = _checks.get(key, 0) + 1
+    _buckets[bisect.bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+    HOT_PATH.latency_sum += elapsed
+
+
+def cache_counts(name: str) -> list[int]:
+    """The [hit, miss, expired] counts of one cache, for it to increment in place."""
+    return HOT_PATH.caches[name]

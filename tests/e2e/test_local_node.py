@@ -35,17 +35,28 @@ from tests.infra.idp import RESOURCES_BY_ALG, SERVICE_CLIENT, OidcProvider
 from tests.infra.tls import TestCA
 from tests.infra.tools import require_built
 from tests.integration.test_chart import Chart
-from tests.support.local_node import NODE_IP, TRAEFIK_NAMESPACE, TRAEFIK_NODE_PORT, NodeCluster, eventually, node_idp
+from tests.support.local_node import (
+    APPS,
+    AVAILABLE_WITHIN,
+    HOST,
+    NODE_IP,
+    TRAEFIK_NODE_PORT,
+    NodeCluster,
+    apply_policy,
+    eventually,
+    install_authgate,
+    node_idp,
+    route_through_traefik,
+    running_node,
+    service_pods,
+)
+from tests.support.local_node import AUTHGATE_NAMESPACE as NAMESPACE
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMESPACE = "authgate"  # examples/kubernetes/ assume the release `authgate` in `authgate`
-APPS = "apps"
-HOST = "mcp.example.com"
 RESOURCE = RESOURCES_BY_ALG["RS256"]  # https://mcp.example.com/mcp
 REPLICAS = 2
-AVAILABLE_WITHIN = 240.0
 LOAD_RATE = 100  # checks per second of the Python load while a pod is deleted
 LOAD_SECONDS = 50.0  # wrk's run, across the rolling upgrade
 ROLLOUT_MIN_SECONDS = 30.0
@@ -60,15 +71,8 @@ def chart() -> Chart:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
-    NodeCluster.require()
-    cluster = NodeCluster(tmp_path_factory.mktemp("node"))
-    try:
-        cluster.start()
-        figures.update({k: f"{v:.1f}s" for k, v in cluster.timings.items()})
+    with running_node(tmp_path_factory.mktemp("node"), figures) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        print("\nlocal node figures:\n" + "\n".join(f"  {k}: {v}" for k, v in figures.items()))
 
 
 @pytest.fixture(scope="module")
@@ -105,17 +109,8 @@ def values(node: NodeCluster, idp: OidcProvider, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="module")
 def installed(node: NodeCluster, chart: Chart, ca: TestCA, values: Path) -> NodeCluster:
-    node.namespace(NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "restricted"})
-    node.kubectl("create", "configmap", "idp-ca", "-n", NAMESPACE, f"--from-file=ca.crt={ca.ca_path}")
-    began = time.monotonic()
-    result = chart.install(node.kubeconfig, NAMESPACE, values)
-    assert "violate PodSecurity" not in result.stderr, result.stderr
-    for name in ("authgate", "authgate-operator"):
-        try:
-            eventually(lambda n=name: node.deployment_available(NAMESPACE, n), timeout=AVAILABLE_WITHIN, what=name)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{node.diagnostics(NAMESPACE)}") from None
-    figures["helm install -> both Deployments Available"] = f"{time.monotonic() - began:.1f}s"
+    seconds = install_authgate(node, chart, values, ca)
+    figures["helm install -> both Deployments Available"] = f"{seconds:.1f}s"
     return node
 
 
@@ -125,18 +120,7 @@ def policy(installed: NodeCluster, idp: OidcProvider) -> dict:
     document = yaml.safe_load((ROOT / "examples" / "policies" / "mcp-demo.yaml").read_text())
     document["spec"]["issuers"][0]["issuer"] = idp.issuer
     began = time.monotonic()
-    installed.apply([document])
-
-    def synced() -> dict | None:
-        status = installed.get_json("oap", document["metadata"]["name"], "-n", APPS).get("status", {})
-        ready = {c["type"]: c["status"] for c in status.get("conditions", [])}.get("Ready")
-        return status if ready == "True" and status.get("syncedReplicas") == f"{REPLICAS}/{REPLICAS}" else None
-
-    try:
-        status = eventually(synced, timeout=120, what="policy Ready and Synced 2/2")
-    except AssertionError as error:
-        logs = installed.kubectl("logs", "-n", NAMESPACE, "deploy/authgate-operator", "--tail=30", check=False)
-        raise AssertionError(f"{error}\n{logs.stdout}{logs.stderr}") from None
+    status = apply_policy(installed, [document], REPLICAS)
     figures["kubectl apply policy -> Ready, Synced 2/2"] = f"{time.monotonic() - began:.1f}s"
     return status
 
@@ -145,17 +129,9 @@ def policy(installed: NodeCluster, idp: OidcProvider) -> dict:
 def ingress(installed: NodeCluster, policy: dict, ca: TestCA) -> NodeCluster:
     """Traefik in the cluster with the project's example manifests, and the example upstream."""
     node = installed
-    node.deploy_traefik()
     node.deploy_echo(APPS, "mcp-server")
-    cert = ca.issue_server_cert("mcp-example-com", dns_names=[HOST], ip_addresses=[])
-    node.tls_secret(APPS, "mcp-example-com-tls", cert.cert, cert.key)
-    for name in ("middleware.yaml", "ingressroute.yaml", "ingressroute-public.yaml"):
-        node.kubectl("apply", "-f", str(ROOT / "examples" / "kubernetes" / "traefik" / name))
-    for namespace, name in ((TRAEFIK_NAMESPACE, "traefik"), (APPS, "mcp-server")):
-        try:
-            eventually(lambda ns=namespace, n=name: node.deployment_available(ns, n), timeout=120, what=name)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{node.diagnostics(namespace)}") from None
+    route_through_traefik(node, ca)
+    node.wait_available(APPS, "mcp-server")
     eventually(lambda: get(ca, "/mcp").status_code == 401, timeout=60, what="Traefik routes to authgate")
     return node
 
@@ -174,11 +150,6 @@ def token(idp: OidcProvider, scope: str = "mcp:read") -> str:
     return idp.client_credentials_token(
         SERVICE_CLIENT.client_id, SERVICE_CLIENT.client_secret, resource=RESOURCE, scope=scope
     )
-
-
-def service_pods(node: NodeCluster) -> list[dict]:
-    selector = "app.kubernetes.io/instance=authgate,app.kubernetes.io/component=auth-service"
-    return node.get_json("pods", "-n", NAMESPACE, "-l", selector)["items"]
 
 
 # -- tests, in the order a user meets them ------------------------------------------------

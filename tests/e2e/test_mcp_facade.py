@@ -22,23 +22,18 @@ loudly when the example changes, so the example and this test cannot drift apart
 
 from __future__ import annotations
 
-import base64
 import functools
 import itertools
 import json
-import os
 import shutil
-import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from tests.infra import mcp as mcp_support
 from tests.infra.availability import require_tool
 from tests.infra.browser import async_chromium_page, browser_problem
@@ -49,7 +44,8 @@ from tests.infra.ports import free_port
 from tests.infra.tls import IssuedCert, TestCA
 from tests.support.authgate import Authgate
 from tests.support.facade import facade_policy_at, sealing_keys_file, upstream_client_metadata_at
-from tests.support.leaks import MINTED_TOKENS, assert_clean_log
+from tests.support.leaks import assert_clean_log
+from tests.support.mcp_flow import CLIENT_NAME, RULES, User, json_part, mcp_session, remember
 
 from authgate.sealing import SealingKeys
 
@@ -58,16 +54,7 @@ pytestmark = pytest.mark.integration
 HOST = "mcp.localhost"  # Chromium maps *.localhost to loopback by itself; Python gets RESOLVE
 RESOLVE = {HOST: "127.0.0.1"}
 POLICY_UID = "0b5e7c1e-0000-4000-8000-000000000002"  # facade_policy_at(): binds what the facade seals
-CLIENT_NAME = "Example MCP client"
-# docs/images/consent.png is (re)written when missing or with UPDATE_SCREENSHOTS=1, so that
-# ordinary runs leave the checkout clean (the page shows this run's ports and client id).
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "consent.png"
 FACADE_EVENTS = ("facade client registered", "facade authorization started", "facade token issued")
-# Exactly the MCP methods the SDK sends (tests/infra/mcp.py): server/discover first.
-RULES = """\
-  rules:
-    - {pathPrefix: /mcp, mcpMethods: [server/discover, tools/list, tools/call], requireScopes: ["mcp:read"]}
-"""
 
 
 def nginx_problem() -> str | None:
@@ -174,46 +161,6 @@ async def browser(stack: Stack, tmp_path: Path) -> AsyncIterator[Any]:
         yield page
 
 
-@dataclass
-class User:
-    """The person at the browser: opens the authorization URL, checks and photographs the
-    consent page, clicks Allow and is sent on to the IdP and back to the client. Keeps what
-    the main frame loaded and what the console said (CSP violations show up there)."""
-
-    page: Any
-    screenshot: Path
-    consent_text: str = ""
-    navigations: list[tuple[str, str, int]] = field(default_factory=list)
-    console: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.page.on("response", self._on_response)
-        self.page.on("console", lambda message: self.console.append(message.text))
-
-    def _on_response(self, response: Any) -> None:
-        if response.request.is_navigation_request():
-            self.navigations.append((response.request.method, response.url.split("?", 1)[0], response.status))
-
-    async def allow(self, authorization_url: str, redirect_uri: str) -> None:
-        await self.page.goto(authorization_url)
-        allow = self.page.get_by_role("button", name="Allow")
-        await allow.wait_for()
-        await self.page.screenshot(path=str(self.screenshot))
-        if not SCREENSHOT.exists() or os.environ.get("UPDATE_SCREENSHOTS") == "1":
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.screenshot, SCREENSHOT)
-        self.consent_text = await self.page.inner_text("main")
-        await allow.click()
-        try:
-            await self.page.wait_for_url(f"{redirect_uri}?*")
-        except Exception as error:
-            shown = await self.page.inner_text("body")
-            raise AssertionError(
-                f"after Allow the browser did not reach the client: it shows {shown!r} at {self.page.url}; "
-                f"main-frame loads {self.navigations}; console {self.console}"
-            ) from error
-
-
 @dataclass(frozen=True)
 class TokenExchange:
     form: dict[str, str]
@@ -236,39 +183,15 @@ class TokenExchanges(LoopbackTransport):
         return response
 
 
-def json_part(token: str, index: int) -> dict:
-    """A base64url JSON part of a JWT (1: claims) or JWE (0: protected header)."""
-    part = token.split(".")[index]
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-
-
-def remember(*tokens: str | None) -> None:
-    """This flow's tokens join the set the log-leak guard (tests/support/leaks.py) looks for."""
-    MINTED_TOKENS.update(token for token in tokens if token)
-
-
 def facade_events(replica: Authgate) -> list[str]:
     return [json.loads(line)["msg"] for line in replica.log().splitlines() if '"logger":"authgate.facade"' in line]
-
-
-async def mcp_session(resource: str, access_token: str, context: ssl.SSLContext) -> tuple[dict, dict]:
-    """Another MCP session through nginx with an access token: whoami, then echo."""
-    transport = LoopbackTransport(RESOLVE, verify=context, trust_env=False)
-    headers = {"Authorization": f"Bearer {access_token}"}
-    async with (
-        httpx2.AsyncClient(transport=transport, headers=headers, trust_env=False, timeout=30.0) as http_client,
-        Client(streamable_http_client(resource, http_client=http_client)) as client,
-    ):
-        whoami = await client.call_tool("whoami", {})
-        echoed = await client.call_tool("echo", {"text": "again"})
-    return whoami.structured_content or {}, echoed.structured_content or {}
 
 
 async def test_mcp_sdk_logs_in_through_the_facade_behind_nginx(
     stack: Stack, browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     context = stack.ca.ssl_context()
-    user = User(browser, tmp_path / "consent.png")
+    user = User(browser, tmp_path / "consent.png", publish=True)
     token_exchanges: list[TokenExchange] = []
     # oauth_login builds its transport from this module attribute: record its token requests.
     monkeypatch.setattr(mcp_support, "LoopbackTransport", functools.partial(TokenExchanges, token_exchanges))
@@ -391,7 +314,7 @@ async def test_mcp_sdk_logs_in_through_the_facade_behind_nginx(
             f'DPoP algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512", scope="mcp:read", {metadata}'
         )
 
-    whoami, echoed = await mcp_session(stack.resource, renewed["access_token"], context)
+    whoami, echoed = await mcp_session(stack.resource, renewed["access_token"], context, RESOLVE)
     assert whoami["subject"] == "alice"  # X-Auth-Subject: nginx set it from authgate's decision
     assert "mcp:read" in (whoami["scopes"] or "").split()
     assert echoed == {"result": "again"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import httpx
 from tests.infra.ports import free_port
 from tests.infra.processes import HttpUrl, Process
 from tests.support.leaks import remember_secret
+
+from authgate.server.logs import DecisionLog
 
 AUTHGATE = str(Path(sys.executable).with_name("authgate"))
 # Egress to test servers on loopback over plain http (issuers, JWKS, token endpoints).
@@ -100,6 +103,9 @@ class Authgate:
         )
 
     def log(self) -> str:
+        """Everything the process logged; decision lines are written in batches, so this
+        first waits for the batch of the last requests to be out."""
+        time.sleep(2 * DecisionLog.FLUSH_SECONDS)
         return self.process.read_log()
 
     def decisions(self) -> list[dict]:

@@ -20,17 +20,18 @@ from tests.infra.upstream import EchoUpstream
 from tests.support.authgate import Authgate
 from tests.support.leaks import MINTED_TOKENS, assert_clean_log
 
+from authgate.policy.model import ASYMMETRIC_ALGORITHMS
+
 HOST = "mcp.example.com"
 RESOURCE = "https://mcp.example.com/mcp"
 METADATA_URL = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
 OUTAGE_RESOURCE = "https://mcp.example.com/outage"
 SITE_RESOURCE = "https://www.example.com/"  # another host the same authgate serves, all public
 IDENTITY_HEADERS = ("x-auth-subject", "x-auth-roles", "x-auth-scopes", "x-auth-issuer", "x-auth-client-id")
-# The edge policies set no senderConstraint: DPoP is accepted (RFC 9449 §7.1) with every
-# asymmetric algorithm, so its challenge follows Bearer's in the same field.
+# Every challenge offers Bearer then DPoP (RFC 9449 §7.1) in one field: one field because
+# nginx's auth_request passes only the first WWW-Authenticate.
 DPOP_CHALLENGE = (
-    'DPoP algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512", '
-    f'scope="mcp:read", resource_metadata="{METADATA_URL}"'
+    f'DPoP algs="{" ".join(sorted(ASYMMETRIC_ALGORITHMS))}", scope="mcp:read", resource_metadata="{METADATA_URL}"'
 )
 NO_TOKEN_CHALLENGE = f'Bearer scope="mcp:read", resource_metadata="{METADATA_URL}", {DPOP_CHALLENGE}'
 INSUFFICIENT_SCOPE_CHALLENGE = (

@@ -150,8 +150,23 @@ def _compile_facade(spec: PolicySpec, namespace: str, secrets: Secrets) -> Compi
     )
 
 
+# What the facade's introspection answer repeats of an access token (facade/introspect.py).
+FACADE_INTROSPECTION_CLAIMS = ("exp", "iat", "nbf", "sub", "aud", "iss")
+
+
+def _claims_read(spec: PolicySpec) -> frozenset[str]:
+    """The top-level claims a verified token must keep for this policy (nothing else is kept:
+    a cached token is its subject, client, scopes and expiry plus these)."""
+    names = {mapping.claim.split(".", 1)[0] for mapping in spec.claim_roles}
+    names.update(claim.split(".", 1)[0] for claim in spec.identity_headers.claims)
+    if spec.facade is not None:
+        names.update(FACADE_INTROSPECTION_CLAIMS)
+    return frozenset(names)
+
+
 def _compile_issuer(entry: IssuerSpec, spec: PolicySpec, ref: str, uid: str, secrets: Secrets) -> CompiledIssuer:
     namespace = ref.split("/", 1)[0]
+    claims_read = _claims_read(spec)
     audiences = frozenset(normalize_audience(a) for a in (entry.audiences or [spec.resource]))
     algorithms = frozenset(entry.algorithms or ASYMMETRIC_ALGORITHMS)
     introspection = None
@@ -170,6 +185,7 @@ def _compile_issuer(entry: IssuerSpec, spec: PolicySpec, ref: str, uid: str, sec
         "claims": entry.required_claims,
         "dpop": entry.sender_constraint.dpop,
         "mtls": entry.sender_constraint.mtls,
+        "claimsRead": sorted(claims_read),
     }
     return CompiledIssuer(
         issuer=entry.issuer,
@@ -182,6 +198,7 @@ def _compile_issuer(entry: IssuerSpec, spec: PolicySpec, ref: str, uid: str, sec
         introspection=introspection,
         dpop=entry.sender_constraint.dpop,
         mtls=entry.sender_constraint.mtls,
+        claims_read=claims_read,
         cache_key=_digest(identity),
     )
 

@@ -82,6 +82,9 @@ class CompiledIssuer:
     introspection: IntrospectionClient | None
     dpop: str  # spec.issuers[].senderConstraint: Optional | Required | Disabled
     mtls: str
+    # The top-level claims the owning policy reads (claimRoles, identityHeaders.claims, the
+    # facade's introspection answer): all a verified token keeps of its claims.
+    claims_read: frozenset[str]
     # Identity of this entry for the verified-token cache: a digest of every field above
     # plus the owning policy, so a cache hit never crosses a trust boundary.
     cache_key: bytes

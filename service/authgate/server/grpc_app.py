@@ -2,13 +2,16 @@
 
 The Check method takes the message as bytes and decodes it here, so a message that
 does not decode (bad UTF-8 in a string field, truncated, not protobuf) is a 400 like
-any other malformed check, not an exception inside grpcio. grpc.aio runs on the
+any other malformed check, not an exception inside grpcio; and it answers bytes, so an
+answer from the decision cache (server/decision_cache.py, keyed by every field the
+dialect reads) is sent without building or serializing a message. grpc.aio runs on the
 service's event loop.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2
@@ -19,7 +22,18 @@ from authgate import metrics
 from authgate.check.decision import bad_request, internal_error
 from authgate.check.request import CheckRequest
 from authgate.errors import BadRequest
-from authgate.server.dialects.envoy_grpc import MAX_CHECK_MESSAGE, SERVICE_NAME, check_response, header_items, parse
+from authgate.server.decision_cache import cacheable
+from authgate.server.dialects.envoy_grpc import (
+    MAX_CHECK_MESSAGE,
+    SERVICE_NAME,
+    cache_key,
+    check_response,
+    header_items,
+    message_id,
+    parse,
+    read_headers,
+    request_id_suffix,
+)
 from authgate.server.dialects.headers import first_request_id
 from authgate.server.service import AuthService
 
@@ -34,7 +48,9 @@ class AuthorizationServicer:
         name = service.settings.client_cert_header
         self._cert_header = name.lower() if name else None
 
-    async def Check(self, message: bytes, context) -> external_auth_pb2.CheckResponse:
+    async def Check(self, message: bytes, context) -> bytes:
+        """The serialized CheckResponse: a cached answer's bytes are sent as they are."""
+        service = self.service
         check_request = None
         try:
             request = external_auth_pb2.CheckRequest.FromString(message)
@@ -42,22 +58,39 @@ class AuthorizationServicer:
             # A caller's bytes, not our failure: no traceback, no decoder text, one decision line.
             metrics.ERRORS.labels(where="grpc-decode").inc()
             decision = bad_request("CheckRequest does not decode (bad UTF-8 or not protobuf)")
-            self.service.record(CheckRequest("", "", "", request_id="-"), decision, "envoy-grpc", 0.0)
-            return check_response(decision)
+            service.record(CheckRequest("", "", "", request_id="-"), decision, "envoy-grpc", 0.0)
+            return check_response(decision).SerializeToString()
+        key = None
         try:
-            check_request = parse(request, self._cert_header)
+            headers = read_headers(request, self._cert_header)
+            key = cache_key(request, headers, self._cert_header) if service.answers.enabled else None
+            if key is not None:
+                started = time.perf_counter()
+                hit = service.answers.get(key, service.snapshot.generation, time.time())
+                if hit is not None:
+                    rid = message_id(request, headers)
+                    answer = hit.body if hit.decision.allowed else hit.body + request_id_suffix(rid)
+                    service.record_cached(
+                        hit.decision, hit.log_fields, rid, "envoy-grpc", time.perf_counter() - started
+                    )
+                    return answer
+            check_request = parse(request, self._cert_header, headers)
         except BadRequest as error:
             decision = bad_request(str(error))
             rid = first_request_id(header_items(request))
-            self.service.record(CheckRequest("", "", "", request_id=rid), decision, "envoy-grpc", 0.0)
-            return check_response(decision, rid)
+            service.record(CheckRequest("", "", "", request_id=rid), decision, "envoy-grpc", 0.0)
+            return check_response(decision, rid).SerializeToString()
         except Exception:  # never an allow, never a trace to the caller
             metrics.ERRORS.labels(where="grpc-parse").inc()
             log.exception("gRPC check request parsing failed")
-            decision = internal_error()
-        else:
-            decision = await self.service.check(check_request, "envoy-grpc")
-        return check_response(decision, check_request.request_id if check_request else "")
+            return check_response(internal_error()).SerializeToString()
+        generation = service.snapshot.generation  # the one decided under, even if a push lands meanwhile
+        decision, log_fields = await service.check_and_record(check_request, "envoy-grpc")
+        if key is not None and cacheable(decision):
+            shared = check_response(decision).SerializeToString()  # without the request id
+            service.remember(key, check_request, decision, "envoy-grpc", log_fields, generation, (0, (), shared))
+            return shared if decision.allowed else shared + request_id_suffix(check_request.request_id)
+        return check_response(decision, check_request.request_id).SerializeToString()
 
 
 def register(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:
@@ -68,7 +101,7 @@ def register(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:
         "Check": grpc.unary_unary_rpc_method_handler(
             servicer.Check,
             request_deserializer=None,
-            response_serializer=external_auth_pb2.CheckResponse.SerializeToString,
+            response_serializer=None,  # Check answers bytes (a cached answer is reused as is)
         )
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -24,6 +24,7 @@ from authgate.outbound.egress import EgressClient, EgressPolicy
 from authgate.outbound.exchange import TokenExchanger
 from authgate.policy import EMPTY_SNAPSHOT, Snapshot, ValidationSettings
 from authgate.sealing import SealingKeyFile, SealingKeys
+from authgate.server.decision_cache import CachedAnswer, DecisionCache
 from authgate.server.logs import DecisionLog
 
 decision_log = DecisionLog()
@@ -34,9 +35,10 @@ log = logging.getLogger("authgate")
 class ServiceSettings:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     jwks: JwksSettings = field(default_factory=JwksSettings)
-    token_cache_entries: int = 10_000
+    token_cache_entries: int = 100_000
     token_cache_ttl: float = 300.0
     forwarded_for_hops: int = 0  # proxies in front of the public port appending to X-Forwarded-For
+    decision_cache_entries: int = 10_000  # rendered answers (decision_cache.py); 0: off
     dpop_replay_entries: int = 100_000  # DPoP jti remembered per replica (full: proofs are refused)
     client_cert_header: str | None = None  # the one header trusted to carry the client certificate
 
@@ -54,6 +56,7 @@ class AuthService:
         self.validator = TokenValidator(
             self.keys, VerifiedTokenCache(settings.token_cache_entries, settings.token_cache_ttl), egress=self.egress
         )
+        self.answers = DecisionCache(self.keys, settings.decision_cache_entries, settings.token_cache_ttl)
         self.exchanger = TokenExchanger(settings.egress, self.egress, self.discovery)
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.loaded = False
@@ -79,6 +82,7 @@ class AuthService:
         self.keys.start()
 
     async def stop(self) -> None:
+        decision_log.flush()
         await self.keys.stop()
         await self.exchanger.aclose()
         await self.egress.aclose()
@@ -113,6 +117,7 @@ class AuthService:
                 )
         self.keys.sync(issuer.key_source for policy in snapshot.policies for issuer in policy.issuers)
         self.snapshot = snapshot  # the atomic swap
+        self.answers.clear()  # (dead anyway: decided under another generation)
         self.loaded, self.loaded_at = True, time.time()
         metrics.SNAPSHOT_GENERATION.set(snapshot.generation)
         metrics.SNAPSHOT_POLICIES.set(len(snapshot.policies))
@@ -123,6 +128,10 @@ class AuthService:
         return True
 
     async def check(self, request: CheckRequest, dialect: str) -> Decision:
+        return (await self.check_and_record(request, dialect))[0]
+
+    async def check_and_record(self, request: CheckRequest, dialect: str) -> tuple[Decision, str | None]:
+        """The decision, counted and logged; and its decision line's fixed fields (`record`)."""
         started = time.perf_counter()
         try:
             decision = await decide(self.snapshot, request, self.validator, self.exchanger, proofs=self.proofs)
@@ -130,35 +139,45 @@ class AuthService:
             metrics.ERRORS.labels(where="check").inc()
             log.exception("check failed", extra={"request_id": request.request_id})
             decision = internal_error()
-        self.record(request, decision, dialect, time.perf_counter() - started)
-        return decision
+        return decision, self.record(request, decision, dialect, time.perf_counter() - started)
 
-    def record(self, request: CheckRequest, decision: Decision, dialect: str, elapsed: float) -> None:
-        metrics.count_check(dialect, decision.allowed, decision.reason)
-        metrics.CHECK_LATENCY.observe(elapsed)
-        if not decision_log.enabled():
-            return
+    def remember(
+        self,
+        key: tuple,
+        request: CheckRequest,
+        decision: Decision,
+        dialect: str,
+        log_fields: str | None,
+        generation: int,
+        answer: tuple[int, tuple[tuple[bytes, bytes], ...], bytes],
+    ) -> None:
+        """Keep a rendered answer for the requests with the same inputs (decision_cache.py)."""
         token = decision.token
-        decision_log.write(
-            {
-                "request_id": request.request_id,
-                "dialect": dialect,
-                "policy": decision.policy.ref if decision.policy else None,
-                "rule": decision.rule.index if decision.rule else None,
-                "decision": "allow" if decision.allowed else "deny",
-                "status": decision.status,
-                "reason": decision.reason,
-                "detail": decision.description if not decision.allowed else None,
-                "dry_run_reason": decision.dry_run_reason,
-                "subject": token.subject if token else None,
-                "client_id": token.client_id if token else None,
-                "binding": _binding(token),
-                "host": request.host,
-                "method": request.method,
-                "path": request.path,
-                "latency_ms": round(elapsed * 1000, 3),
-            },
+        key_source = token.issuer.key_source if token is not None and not token.introspected else None
+        fields = log_fields or decision_log.encode_fields(decision_fields(request, decision, dialect))
+        status, headers, body = answer
+        self.answers.put(
+            key, CachedAnswer(status, headers, body, decision, fields, generation, key_source), time.time()
         )
+
+    def record_cached(
+        self, decision: Decision, log_fields: str | None, request_id: str, dialect: str, elapsed: float
+    ) -> None:
+        """`record` for an answer from the decision cache: its fields were encoded once."""
+        metrics.count_check(dialect, decision.allowed, decision.reason, elapsed)
+        if log_fields is not None and decision_log.enabled():
+            decision_log.write(request_id, log_fields, round(elapsed * 1000, 3))
+
+    def record(self, request: CheckRequest, decision: Decision, dialect: str, elapsed: float) -> str | None:
+        """Count the check and write its decision line; returns the line's fixed fields
+        (None when the decision log is off), which a cached decision reuses."""
+        metrics.count_check(dialect, decision.allowed, decision.reason, elapsed)
+        if not decision_log.enabled():
+            return None
+        fields = decision_fields(request, decision, dialect)
+        fixed = decision_log.encode_fields(fields)
+        decision_log.write(request.request_id, fixed, round(elapsed * 1000, 3), fields)
+        return fixed
 
     def status(self) -> dict:
         """What the admin API reports: versions and per-policy, per-issuer state; never secrets."""
@@ -180,6 +199,27 @@ class AuthService:
                 for policy in snapshot.policies
             ],
         }
+
+
+def decision_fields(request: CheckRequest, decision: Decision, dialect: str) -> dict:
+    """What a decision line says, but the request id and the latency."""
+    token = decision.token
+    return {
+        "dialect": dialect,
+        "policy": decision.policy.ref if decision.policy else None,
+        "rule": decision.rule.index if decision.rule else None,
+        "decision": "allow" if decision.allowed else "deny",
+        "status": decision.status,
+        "reason": decision.reason,
+        "detail": decision.description if not decision.allowed else None,
+        "dry_run_reason": decision.dry_run_reason,
+        "subject": token.subject if token else None,
+        "client_id": token.client_id if token else None,
+        "binding": _binding(token),
+        "host": request.host,
+        "method": request.method,
+        "path": request.path,
+    }
 
 
 def _binding(token) -> str | None:

@@ -12,7 +12,8 @@ replica (`ReplayCache`: full, it refuses; it never forgets a live entry).
 
 Hand-written rather than with jwcrypto's JWT class: the proof is verified on every
 request, and jwcrypto's per-call header handling costs more than the signature (see
-jws.py); the RFC 7638 thumbprint is a few lines, and the parsed key is cached by it.
+jws.py); the RFC 7638 thumbprint is a few lines, and the parsed key and its thumbprint
+are cached by the key's members (a client signs its proofs with one key).
 
 A nonce is `base64url(issued_at (8 bytes) || HMAC-SHA256(key, uid || issued_at)[:16])`
 with a key derived from the sealing keys for the policy: any replica with the same
@@ -58,18 +59,23 @@ def token_hash(access_token: str) -> str:
     return b64url(hashlib.sha256(access_token.encode("ascii")).digest())
 
 
-def thumbprint(jwk_members: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256), from the key type's required members only."""
+def _required_members(jwk_members: dict[str, Any]) -> tuple[str, ...]:
+    """The values of the key type's RFC 7638 members, in the thumbprint's order."""
     names = _THUMBPRINT_MEMBERS.get(jwk_members.get("kty"))  # type: ignore[arg-type]
     if names is None:
         raise ProofError("proof key type not supported")
-    required = {}
-    for name in names:
-        value = jwk_members.get(name)
+    values = tuple(jwk_members.get(name) for name in names)
+    for name, value in zip(names, values, strict=True):
         if not isinstance(value, str) or not value:
             raise ProofError(f"proof key has no {name}")
-        required[name] = value
-    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
+    return values
+
+
+def thumbprint(jwk_members: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256), from the key type's required members only."""
+    names = _THUMBPRINT_MEMBERS.get(jwk_members.get("kty"))  # type: ignore[arg-type]
+    values = _required_members(jwk_members)
+    canonical = json.dumps(dict(zip(names, values, strict=True)), separators=(",", ":")).encode()  # names sorted
     return b64url(hashlib.sha256(canonical).digest())
 
 
@@ -127,22 +133,26 @@ class NonceCodec:
         return any(hmac.compare_digest(mac, self._mac(key, policy_uid, issued_at)) for key in self._keys(policy_uid))
 
 
-def _public_key(header: dict[str, Any], keys: BoundedCache[str, VerificationKey]) -> tuple[str, VerificationKey]:
+def _public_key(
+    header: dict[str, Any], keys: BoundedCache[tuple[str, ...], tuple[str, VerificationKey]]
+) -> tuple[str, VerificationKey]:
+    """(RFC 7638 thumbprint, verification key) of the proof's `jwk`; cached by the members
+    the thumbprint covers, which are all the key is built from."""
     jwk_members = header.get("jwk")
     if not isinstance(jwk_members, dict):
         raise ProofError("proof header has no jwk")
     if _PRIVATE_MEMBERS.intersection(jwk_members):
         raise ProofError("proof jwk holds private key material")
-    jkt = thumbprint(jwk_members)
-    key = keys.get(jkt, 0.0)
-    if key is None:
-        # only the members the thumbprint covers, so the cached key is exactly the thumbprint's
-        public = {name: jwk_members[name] for name in _THUMBPRINT_MEMBERS[jwk_members["kty"]]}
-        key = verification_key(public)
+    members = _required_members(jwk_members)
+    found = keys.get(members, 0.0)
+    if found is None:
+        names = _THUMBPRINT_MEMBERS[jwk_members["kty"]]
+        key = verification_key(dict(zip(names, members, strict=True)))
         if key is None:
             raise ProofError("proof jwk is not a usable public signature key")
-        keys.put(jkt, key, float("inf"))
-    return jkt, key
+        found = (thumbprint(jwk_members), key)
+        keys.put(members, found, float("inf"))
+    return found
 
 
 class ProofVerifier:
@@ -155,7 +165,7 @@ class ProofVerifier:
         self.nonces = nonces
         self.clock = clock
         self._seen: ReplayCache[bytes] = ReplayCache(replay_entries)
-        self._keys: BoundedCache[str, VerificationKey] = BoundedCache(10_000)  # thumbprint → parsed key
+        self._keys: BoundedCache[tuple[str, ...], tuple[str, VerificationKey]] = BoundedCache(10_000)
 
     def verify(
         self, proof: str, access_token: str, target: ProofTarget, settings: CompiledDPoP, policy_uid: str, skew: int

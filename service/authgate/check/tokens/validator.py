@@ -10,7 +10,9 @@ Verified tokens are cached per issuer entry until (at most) their `exp`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,8 +29,12 @@ from authgate.policy.compile import normalize_audience
 from authgate.policy.snapshot import CompiledIssuer, CompiledPolicy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VerifiedToken:
+    """What a later check needs of a verified token, and nothing more: one is kept per
+    cached token, so it is small (slots; scope sets and client ids shared between tokens;
+    of the claims only those its policy reads, `CompiledIssuer.claims_read`)."""
+
     issuer: CompiledIssuer = field(repr=False)
     claims: dict[str, Any] = field(repr=False)
     scopes: frozenset[str]
@@ -75,17 +81,30 @@ def _number(claims: dict[str, Any], name: str) -> float | None:
 
 
 def token_scopes(claims: dict[str, Any]) -> frozenset[str]:
-    """Scopes from `scope` (RFC 9068 §2.2.3, space separated) and `scp` (string or array)."""
-    scopes: set[str] = set()
+    """Scopes from `scope` (RFC 9068 §2.2.3, space separated) and `scp` (string or array).
+    Equal sets are one shared object (tokens of one client carry the same scopes)."""
     scope = claims.get("scope")
-    if isinstance(scope, str):
-        scopes.update(scope.split())
     scp = claims.get("scp")
+    scope_text = scope if isinstance(scope, str) else ""
     if isinstance(scp, str):
-        scopes.update(scp.split())
+        scope_text = f"{scope_text} {scp}"
     elif isinstance(scp, list):
-        scopes.update(item for item in scp if isinstance(item, str))
-    return frozenset(scopes)
+        scope_text = " ".join([scope_text, *(item for item in scp if isinstance(item, str))])
+    return _scope_set(scope_text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scope_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_NO_CLAIMS: dict[str, Any] = {}  # shared by every token whose policy reads no claim (never mutated)
+
+
+def _kept_claims(claims: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    if not names:
+        return _NO_CLAIMS
+    return {name: claims[name] for name in names if name in claims}
 
 
 def check_claims(claims: dict[str, Any], entry: CompiledIssuer, now: float, require_exp: bool = True) -> float:
@@ -146,10 +165,10 @@ class TokenValidator:
         jkt, x5t = confirmation(claims)
         return VerifiedToken(
             issuer=entry,
-            claims=claims,
+            claims=_kept_claims(claims, entry.claims_read),
             scopes=token_scopes(claims),
             subject=subject if isinstance(subject, str) else None,
-            client_id=client_id if isinstance(client_id, str) else None,
+            client_id=sys.intern(client_id) if isinstance(client_id, str) else None,
             expires_at=exp,
             jkt=jkt,
             x5t=x5t,

@@ -68,10 +68,37 @@ def _certificate(request: external_auth_pb2.CheckRequest, headers: dict[str, str
     return from_pem(peer, "attributes.source.certificate") if peer else None
 
 
-def parse(request: external_auth_pb2.CheckRequest, cert_header: str | None = None) -> CheckRequest:
-    """`cert_header`: the lowercase name of the header trusted with the client certificate."""
+def read_headers(request: external_auth_pb2.CheckRequest, cert_header: str | None = None) -> dict[str, str]:
+    """The headers authgate reads (`cert_header`: the lowercase name of the header trusted
+    with the client certificate, if any)."""
+    return collect(header_items(request), _wanted(cert_header))
+
+
+def message_id(request: external_auth_pb2.CheckRequest, headers: dict[str, str]) -> str:
+    """The x-request-id Envoy logs, else its stream id, else a new one."""
+    return request_id(headers.get("x-request-id") or request.attributes.request.http.id or None)
+
+
+def cache_key(
+    request: external_auth_pb2.CheckRequest, headers: dict[str, str], cert_header: str | None
+) -> tuple | None:
+    """Every input `parse` reads but the request id (server/decision_cache.py), or None for a
+    request that must be decided afresh: a DPoP proof, or a client certificate."""
+    if "dpop" in headers or request.attributes.source.certificate or (cert_header and cert_header in headers):
+        return None
     http = request.attributes.request.http
-    headers = collect(header_items(request), _wanted(cert_header))
+    policy_ref = request.attributes.context_extensions.get("policy")
+    read = tuple(item for item in headers.items() if item[0] != "x-request-id")
+    return ("envoy-grpc", http.scheme, http.host, http.path, http.method, policy_ref, read)
+
+
+def parse(
+    request: external_auth_pb2.CheckRequest, cert_header: str | None = None, headers: dict[str, str] | None = None
+) -> CheckRequest:
+    """The CheckRequest; `headers`: what `read_headers` already read of it."""
+    http = request.attributes.request.http
+    if headers is None:
+        headers = read_headers(request, cert_header)
     scheme = http.scheme.lower() if http.scheme.lower() in ("http", "https") else None
     policy_ref = request.attributes.context_extensions.get("policy")
     if policy_ref is not None and not _POLICY_REF.fullmatch(policy_ref):
@@ -81,8 +108,6 @@ def parse(request: external_auth_pb2.CheckRequest, cert_header: str | None = Non
         path = normalize_path(http.path)
     except TargetError as error:
         raise BadRequest(str(error)) from None
-    # the x-request-id Envoy logs, else its stream id, else a new one
-    rid = request_id(headers.get("x-request-id") or http.id or None)
     return CheckRequest(
         host=host,
         path=path,
@@ -93,7 +118,7 @@ def parse(request: external_auth_pb2.CheckRequest, cert_header: str | None = Non
         mcp_name=mcp_value(headers.get("mcp-name"), "Mcp-Name"),
         origin=headers.get("origin"),
         access_control_request_method=headers.get("access-control-request-method"),
-        request_id=rid,
+        request_id=message_id(request, headers),
         policy_ref=policy_ref,
         scheme=scheme,
         client_cert_sha256=_certificate(request, headers, cert_header),
@@ -105,6 +130,15 @@ def _header_options(headers: tuple[tuple[str, str], ...]) -> list[base_pb2.Heade
         base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE)
         for name, value in headers
     ]
+
+
+def request_id_suffix(request_id: str) -> bytes:
+    """A denied answer's x-request-id as serialized CheckResponse bytes to append to a
+    cached denial's: protobuf parses concatenated messages as one merged message
+    (repeated fields append), so the cached bytes are reused as they are."""
+    return external_auth_pb2.CheckResponse(
+        denied_response=external_auth_pb2.DeniedHttpResponse(headers=_header_options((("x-request-id", request_id),)))
+    ).SerializeToString()
 
 
 def check_response(decision: Decision, request_id: str = "") -> external_auth_pb2.CheckResponse:

@@ -16,6 +16,7 @@ list of the check port (bytes), Envoy's gRPC `headers` map (repeats already join
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from collections.abc import Iterable
@@ -110,11 +111,16 @@ def first_request_id(headers: Iterable[tuple[Name, bytes | str]]) -> str:
     return request_id(None)
 
 
+_ID_PREFIX = secrets.token_hex(4)  # this process's, so ids of two replicas never collide
+_ID_COUNTER = itertools.count(1)
+
+
 def request_id(candidate: str | None) -> str:
-    """The proxy's request id when it is sane (it ties our log line to the proxy's), else a new one."""
+    """The proxy's request id when it is sane (it ties our log line to the proxy's), else a
+    new one: unique, not secret (a counter after a per-process random prefix)."""
     if candidate is not None and _REQUEST_ID.fullmatch(candidate):
         return candidate
-    return secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
