@@ -35,6 +35,7 @@ CERT_HEADERS = {
     "nginx": "X-SSL-Client-Cert",
     "envoy-http": "x-forwarded-client-cert",
     "envoy-grpc": "x-forwarded-client-cert",
+    "envoy-grpc-raw-headers": "x-forwarded-client-cert",  # header_map, raw bytes (encode_raw_headers)
     "traefik": "X-Forwarded-Tls-Client-Cert",
 }
 PROXIES = tuple(CERT_HEADERS)

@@ -173,10 +173,17 @@ def sealing_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start_authgate(
-    directory: Path, idp: OidcProvider, pki: TestCA, sealing_keys: Path, cert_header: str | None, name: str = "authgate"
+    directory: Path,
+    idp: OidcProvider,
+    pki: TestCA,
+    sealing_keys: Path,
+    cert_header: str | None,
+    name: str = "authgate",
+    extra: tuple[str, ...] = (),
 ) -> Authgate:
     """`authgate serve` with the module's policies, trusting `cert_header` (None: no header)."""
     args = ["--ca-bundle", str(pki.ca_path), "--egress-allow", "127.0.0.1", "--sealing-keys", str(sealing_keys)]
+    args += extra
     if cert_header is not None:
         args += ["--client-cert-header", cert_header]
     policy = policies(idp.issuer, short_nonce_seconds=SHORT_NONCE_SECONDS)
@@ -829,3 +836,39 @@ def test_two_replicas_with_the_same_sealing_keys_accept_each_others_nonces(
     finally:
         c.stop()
     assert_clean_log(c.log(), str(c.process.log_path))
+
+
+def test_full_replay_cache_refuses_new_proofs_and_forgets_no_live_one(
+    idp: OidcProvider,
+    pki: TestCA,
+    sealing_keys: Path,
+    dpop_tokens: dict[str, str],
+    proof_keys: dict[str, ProofKey],
+    tmp_path: Path,
+) -> None:
+    """`--dpop-replay-entries 2`: refused proofs take no room; two good proofs fill it; then a
+    third good proof is refused (never an old entry evicted to make room, which would let
+    the first be replayed), and so are replays of the first two."""
+    token, key = dpop_tokens["EdDSA"], proof_keys["EdDSA"]
+    gate = start_authgate(
+        tmp_path, idp, pki, sealing_keys, None, name="small-replay", extra=("--dpop-replay-entries", "2")
+    )
+    try:
+
+        def check(proof: str) -> httpx.Response:
+            headers = {"X-Original-URL": RESOURCE, "X-Original-Method": "GET", "DPoP": proof}
+            headers["Authorization"] = f"DPoP {token}"
+            return httpx.get(gate.check_url("nginx"), headers=headers, timeout=10)
+
+        for _ in range(3):  # wrong ath: refused after everything but the replay check
+            assert check(key.proof("GET", RESOURCE, ath=access_token_hash("other"))).status_code == 401
+        first, second, third = (key.proof("GET", RESOURCE, access_token=token) for _ in range(3))
+        assert check(first).status_code == 200
+        assert check(second).status_code == 200
+        for proof in (third, first, second):
+            response = check(proof)
+            assert response.status_code == 401
+            assert challenge_error(response) == "invalid_dpop_proof"
+    finally:
+        gate.stop()
+    assert_clean_log(gate.log(), str(gate.process.log_path))
