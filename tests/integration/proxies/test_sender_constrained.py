@@ -13,8 +13,13 @@ is https://mcp.example.com/..., whichever dialect carries it.
 What each test proves is in its name; the forgeries a resource server must refuse are in
 BAD_PROOFS. The certificate header forged by a client is tested two ways: authgate behind
 each proxy refuses a stolen certificate-bound token whatever copy of the header the client
-sends, and (test_client_sent_certificate_header_never_reaches_the_check) a recorder in
-authgate's place shows what the proxy really sent to the check.
+sends, and a recorder in authgate's place (an echo server for nginx, Envoy HTTP and
+Traefik, a gRPC ext_authz server for both Envoy gRPC forms) shows what each proxy really
+sent to the check, over https and plain http, with and without a client certificate.
+
+Straight at check ports (no proxy): the trusted header's formats, malformed ones (400), no
+header trusted by default, gRPC's peer certificate, two replicas sharing nonces (and
+nonce expiry: a policy's shortest nonce lifetime is 10 s), a full replay cache.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,8 @@ import grpc
 import httpx
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import HealthServicer
 from jwcrypto import jwk, jws
 from tests.infra.availability import require_tool
 from tests.infra.idp import (
@@ -673,6 +681,72 @@ def certificate_of(proxy: str, value: str) -> str:
 
 def pem_der(pem: str) -> bytes:
     return base64.b64decode("".join(line for line in pem.splitlines() if not line.startswith("-----")))
+
+
+class GrpcRecorder(external_auth_pb2_grpc.AuthorizationServicer):
+    """A gRPC ext_authz server in authgate's place (with gRPC health, which the example's
+    cluster checks): it allows every check and keeps each CheckRequest."""
+
+    def __init__(self) -> None:
+        self.requests: list[external_auth_pb2.CheckRequest] = []
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(self, self.server)
+        health = HealthServicer()
+        for service in ("", "envoy.service.auth.v3.Authorization"):
+            health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+    def Check(self, request: external_auth_pb2.CheckRequest, context: Any) -> external_auth_pb2.CheckResponse:
+        self.requests.append(request)
+        return external_auth_pb2.CheckResponse(ok_response=external_auth_pb2.OkHttpResponse())
+
+    def __enter__(self) -> GrpcRecorder:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop(grace=None)
+
+
+@pytest.mark.parametrize("proxy_name", ["envoy-grpc", "envoy-grpc-raw-headers"])
+@pytest.mark.parametrize("with_certificate", [False, True], ids=["no_certificate", "certificate"])
+def test_client_sent_certificate_header_never_reaches_the_grpc_check(
+    proxy_name: str,
+    with_certificate: bool,
+    pki: TestCA,
+    client_cert: IssuedCert,
+    other_cert: IssuedCert,
+    tmp_path: Path,
+) -> None:
+    """Over gRPC the certificate is Envoy's attributes.source.certificate, set from the TLS
+    peer only; no client-sent certificate header (any proxy's name, sent twice) is in the
+    CheckRequest at all, in either header form."""
+    proxy_cases.require_proxy(proxy_name)
+    forged = [forged_cert_header(name, other_cert.cert) for name in ("nginx", "envoy-http", "traefik")]
+    names = {name.lower() for name, _ in forged}
+    with EchoUpstream() as app, GrpcRecorder() as recorder:
+        gate = Recorder(app)
+        gate.grpc_port = recorder.port
+        proxy = proxy_cases.example_proxy(proxy_name, tmp_path / proxy_name, gate, app, ca=pki)  # type: ignore[arg-type]
+        verify = pki.ssl_context(client_cert if with_certificate else None)
+        with proxy, httpx.Client(verify=verify, trust_env=False) as http:
+            for url in (proxy.tls_url, proxy.url):
+                response = http.get(
+                    f"{url}/mcp",
+                    headers=[("Host", HOST), *forged, *forged],
+                    extensions={"sni_hostname": HOST} if url.startswith("https") else {},
+                )
+                assert response.status_code == 200
+                attributes = recorder.requests[-1].attributes
+                sent = {key.lower() for key in attributes.request.http.headers}
+                sent |= {entry.key.lower() for entry in attributes.request.http.header_map.headers}
+                assert not sent & names, sent & names
+                peer = urllib.parse.unquote(attributes.source.certificate).strip()
+                if with_certificate and url == proxy.tls_url:
+                    assert peer == client_cert.cert.read_text().strip()
+                else:
+                    assert peer == ""
 
 
 # -- the trusted header, straight at the check ports ----------------------------------------------
