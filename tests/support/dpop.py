@@ -35,9 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwcrypto import jwk
 from tests.support.leaks import MINTED_TOKENS
 
+# The algorithms a ProofKey is made for (one key type each: EC P-256, Ed25519, RSA).
 PROOF_ALGORITHMS = ("ES256", "EdDSA", "RS256")
-# The members of a JWK that belong to the private key (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037).
-PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 

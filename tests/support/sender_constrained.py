@@ -20,12 +20,11 @@ import httpx
 from tests.infra.tls import IssuedCert, TestCA
 from tests.infra.upstream import EchoUpstream
 from tests.support.authgate import Authgate
-from tests.support.dpop import certificate_hex_hash
+from tests.support.dpop import PROOF_ALGORITHMS, certificate_hex_hash
 
 HOST = "mcp.example.com"
 ORIGIN = f"https://{HOST}"
 RESOURCE = f"{ORIGIN}/mcp"
-PROOF_ALGORITHMS = ("ES256", "EdDSA", "RS256")
 
 # The header each example proxy writes the verified client certificate into, and so the
 # one its authgate is told to trust. Over gRPC authgate reads attributes.source.certificate

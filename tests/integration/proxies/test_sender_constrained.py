@@ -549,6 +549,17 @@ def test_nonce_of_another_policy_is_use_dpop_nonce(
     assert_reached_app(dpop_request(edge, "/other-nonce", token, key, nonce=other), edge)
 
 
+def test_a_client_without_a_token_gets_a_nonce_to_start_with(
+    edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
+) -> None:
+    """Every 401 of a nonce policy carries one (RFC 9449 §8), the first one too: the client's
+    first proof can already name it."""
+    response = edge.request("/nonce")
+    assert response.status_code == 401
+    [nonce] = response.headers.get_list("dpop-nonce")
+    assert_reached_app(dpop_request(edge, "/nonce", dpop_tokens["ES256"], proof_keys["ES256"], nonce=nonce), edge)
+
+
 def test_nonce_is_not_asked_for_where_the_policy_has_none(
     edge: SecureEdge, dpop_tokens: dict[str, str], proof_keys: dict[str, ProofKey]
 ) -> None:
