@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,15 +26,28 @@ class SecretReference:
     whole_secret: bool  # a SecretRef (several keys), not a SecretKeyRef (one key)
 
 
+@functools.cache
+def _fields(model: type[BaseModel]) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """(attribute, field name in the policy, keys a whole-Secret reference needs), per model."""
+    return tuple(
+        (name, info.alias or name, next((m.keys for m in info.metadata if isinstance(m, RequiredKeys)), ()))
+        for name, info in model.model_fields.items()
+    )
+
+
+_LEAVES = (str, int, float, bool, type(None))
+
+
 def _walk(value: object, path: str, required: tuple[str, ...]) -> Iterator[SecretReference]:
+    if isinstance(value, _LEAVES):
+        return
     if isinstance(value, SecretKeyRef):
         yield SecretReference(path, value.name, (value.key,), whole_secret=False)
     elif isinstance(value, SecretRef):
         yield SecretReference(path, value.name, required, whole_secret=True)
     elif isinstance(value, BaseModel):
-        for name, info in type(value).model_fields.items():
-            keys = next((m.keys for m in info.metadata if isinstance(m, RequiredKeys)), ())
-            yield from _walk(getattr(value, name), f"{path}.{info.alias or name}", keys)
+        for name, alias, keys in _fields(type(value)):
+            yield from _walk(getattr(value, name), f"{path}.{alias}", keys)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from _walk(item, f"{path}[{index}]", required)

@@ -10,6 +10,7 @@ and a later identical request is answered from it without parsing or deciding ag
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -30,10 +31,17 @@ _COMMON = frozenset(name.encode() for name in COMMON)
 _NOT_FOUND = ((b"content-type", b"application/json"), (b"content-length", b"21"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _encoded(name: str, value: str) -> tuple[bytes, bytes]:
+    """One encoded header, shared by every answer that carries it (most identity headers
+    but the subject repeat across users: cached answers then share them)."""
+    return name.encode(), value.encode()
+
+
 def http_answer(decision: Decision, dialect: str) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes]:
     """Status, every response header but x-request-id (content-length included), body."""
     rendered = render(decision)
-    headers = [(name.encode(), value.encode()) for name, value in rendered.headers]
+    headers = [_encoded(name, value) for name, value in rendered.headers]
     if dialect == "envoy" and rendered.remove_headers:
         # Envoy strips these from the upstream request after setting the allowed ones,
         # so the list holds only identity headers authgate did not set.
@@ -111,7 +119,7 @@ class CheckApp:
                 hit = service.answers.get(key, service.snapshot.generation, time.time())
                 if hit is not None:
                     await _send(send, hit.status, ((b"x-request-id", rid.encode()), *hit.headers), hit.body)
-                    service.record_cached(hit.decision, hit.log_fields, rid, dialect, time.perf_counter() - started)
+                    service.record_cached(hit, rid, dialect, time.perf_counter() - started)
                     return
             request = self._parse(dialect, headers, {**self._common(headers), "request_id": rid}, raw_path, scope)
         except BadRequest as error:

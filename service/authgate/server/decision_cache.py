@@ -37,7 +37,8 @@ class CachedAnswer:
     status: int
     headers: tuple[tuple[bytes, bytes], ...]  # every response header but x-request-id, content-length included
     body: bytes  # the HTTP body; for envoy-grpc the serialized CheckResponse (without the request id)
-    decision: Decision  # for the counters
+    allowed: bool  # for the counters
+    reason: str
     log_fields: str | None  # the decision line's fixed fields (logs.DecisionLog.encode_fields)
     generation: int  # of the snapshot it was decided under
     key_source: tuple[str, str | None] | None  # the issuer whose keys verified the token, if any
@@ -81,8 +82,8 @@ class DecisionCache:
         _COUNTS[metrics.HIT] += 1
         return answer
 
-    def put(self, key: tuple, answer: CachedAnswer, now: float) -> None:
-        until = deadline(answer.decision, now, self.ttl)
+    def put(self, key: tuple, answer: CachedAnswer, decision: Decision, now: float) -> None:
+        until = deadline(decision, now, self.ttl)
         if until > now:
             self._entries.put(key, answer, until)
 

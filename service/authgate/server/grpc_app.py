@@ -69,10 +69,8 @@ class AuthorizationServicer:
                 hit = service.answers.get(key, service.snapshot.generation, time.time())
                 if hit is not None:
                     rid = message_id(request, headers)
-                    answer = hit.body if hit.decision.allowed else hit.body + request_id_suffix(rid)
-                    service.record_cached(
-                        hit.decision, hit.log_fields, rid, "envoy-grpc", time.perf_counter() - started
-                    )
+                    answer = hit.body if hit.allowed else hit.body + request_id_suffix(rid)
+                    service.record_cached(hit, rid, "envoy-grpc", time.perf_counter() - started)
                     return answer
             check_request = parse(request, self._cert_header, headers)
         except BadRequest as error:

@@ -156,17 +156,14 @@ class AuthService:
         key_source = token.issuer.key_source if token is not None and not token.introspected else None
         fields = log_fields or decision_log.encode_fields(decision_fields(request, decision, dialect))
         status, headers, body = answer
-        self.answers.put(
-            key, CachedAnswer(status, headers, body, decision, fields, generation, key_source), time.time()
-        )
+        answer = CachedAnswer(status, headers, body, decision.allowed, decision.reason, fields, generation, key_source)
+        self.answers.put(key, answer, decision, time.time())
 
-    def record_cached(
-        self, decision: Decision, log_fields: str | None, request_id: str, dialect: str, elapsed: float
-    ) -> None:
+    def record_cached(self, answer: CachedAnswer, request_id: str, dialect: str, elapsed: float) -> None:
         """`record` for an answer from the decision cache: its fields were encoded once."""
-        metrics.count_check(dialect, decision.allowed, decision.reason, elapsed)
-        if log_fields is not None and decision_log.enabled():
-            decision_log.write(request_id, log_fields, round(elapsed * 1000, 3))
+        metrics.count_check(dialect, answer.allowed, answer.reason, elapsed)
+        if answer.log_fields is not None and decision_log.enabled():
+            decision_log.write(request_id, answer.log_fields, round(elapsed * 1000, 3))
 
     def record(self, request: CheckRequest, decision: Decision, dialect: str, elapsed: float) -> str | None:
         """Count the check and write its decision line; returns the line's fixed fields
