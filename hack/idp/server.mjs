@@ -29,10 +29,17 @@
 //                     this provider's keys and unexpired. Every confidential
 //                     client may ask (so others get unauthorized_client, not
 //                     invalid_request); only `clients` are served.
-//   mtls              optional {port, host, cert, key, ca}: a second, https
-//                     listener requesting client certificates (RFC 8705
-//                     tls_client_auth, verified against `ca`); advertised as
-//                     mtls_endpoint_aliases.token_endpoint
+//   mtls              optional {port, host, cert, key, ca, certificateBoundAccessTokens}:
+//                     a second, https listener requesting client certificates
+//                     (RFC 8705 tls_client_auth, verified against `ca`); advertised
+//                     as mtls_endpoint_aliases.token_endpoint. With
+//                     certificateBoundAccessTokens (default false), tokens of clients
+//                     whose metadata has tls_client_certificate_bound_access_tokens
+//                     carry cnf.x5t#S256 of the certificate they came with (RFC 8705 §3)
+//   dpop              optional {algorithms: [...], requireNonce: false}: DPoP (RFC 9449)
+//                     proofs at the token endpoint; a token requested with one carries
+//                     cnf.jkt. oidc-provider 9 has DPoP on by default (ES256, EdDSA
+//                     proofs): this sets the proof algorithms (e.g. adds RS256)
 //   testControls      true: GET /__test/exchange -> {count, mode, delayMs};
 //                     POST /__test/exchange {mode, delayMs, resetCount}
 //
@@ -107,6 +114,9 @@ const peerCertificate = (ctx) => {
 
 const clientExtraClaims = (client) => client?.metadata()?.extra_token_claims ?? {};
 
+const dpop = config.dpop ?? {};
+const certificateBound = config.mtls?.certificateBoundAccessTokens === true;
+
 const provider = new Provider(config.issuer, {
   clients,
   jwks,
@@ -115,6 +125,7 @@ const provider = new Provider(config.issuer, {
       'private_key_jwt', 'none', 'tls_client_auth'],
   } : {}),
   ...(mtlsTokenEndpoint ? { discovery: { mtls_endpoint_aliases: { token_endpoint: mtlsTokenEndpoint } } } : {}),
+  ...(dpop.algorithms ? { enabledJWA: { dPoPSigningAlgValues: dpop.algorithms } } : {}),
   // Resource-server scopes (mcp:read, ...) must stay out of this list, or the
   // consent prompt keeps asking for them.
   scopes: ['openid', 'offline_access'],
@@ -154,11 +165,17 @@ const provider = new Provider(config.issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    dPoP: {
+      enabled: true,
+      requireNonce: () => dpop.requireNonce === true,
+      // Stateless nonces need a secret; only asked for when requireNonce is on.
+      ...(dpop.requireNonce ? { nonceSecret: crypto.randomBytes(32) } : {}),
+    },
     ...(config.mtls ? {
       mTLS: {
         enabled: true,
         tlsClientAuth: true,
-        certificateBoundAccessTokens: false,
+        certificateBoundAccessTokens: certificateBound,
         getCertificate(ctx) {
           return peerCertificate(ctx)?.toString();
         },

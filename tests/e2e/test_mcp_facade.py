@@ -78,6 +78,9 @@ def edge_config(example: str, *, second: Authgate, cert: IssuedCert, access_log:
         ("worker_processes auto;", "worker_processes 1;"),
         ("\nhttp {\n", f"\n{http_block}"),
         ("listen 8000", "listen 8000 ssl"),
+        # The example's TLS server certificate is for mcp.example.com: this origin's instead.
+        ("ssl_certificate /etc/nginx/tls/mcp.example.com.pem;", f"ssl_certificate {cert.cert};"),
+        ("ssl_certificate_key /etc/nginx/tls/mcp.example.com-key.pem;", f"ssl_certificate_key {cert.key};"),
         ("server_name mcp.example.com;", f"server_name {HOST};"),
         ("server 127.0.0.1:8082;", f"server 127.0.0.1:8082;\n        server 127.0.0.1:{second.check_port};"),
         ("server 127.0.0.1:8080;", f"server 127.0.0.1:8080;\n        server 127.0.0.1:{second.port};"),
@@ -305,8 +308,10 @@ async def test_mcp_sdk_logs_in_through_the_facade_behind_nginx(
         assert openid_metadata.json()["issuer"] == stack.origin
         challenge = await http.post(stack.resource, json={}, headers={"Mcp-Method": "tools/list"})
         assert challenge.status_code == 401
-        assert challenge.headers["www-authenticate"] == (
-            f'Bearer scope="mcp:read", resource_metadata="{stack.origin}/.well-known/oauth-protected-resource/mcp"'
+        metadata = f'resource_metadata="{stack.origin}/.well-known/oauth-protected-resource/mcp"'
+        assert challenge.headers["www-authenticate"] == (  # Bearer, then DPoP (accepted by default)
+            f'Bearer scope="mcp:read", {metadata}, '
+            f'DPoP algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512", scope="mcp:read", {metadata}'
         )
 
     whoami, echoed = await mcp_session(stack.resource, renewed["access_token"], context, RESOLVE)

@@ -11,6 +11,8 @@ missing, so the example and the tests cannot drift apart:
     127.0.0.1:8082        127.0.0.1:<check_port>      authgate check port (server_uri)
     port_value: 8080      port_value: <public_port>   authgate public port
     port_value: 9000      port_value: <app_port>      the app (e.g. EchoUpstream)
+    port_value: 10443     port_value: <tls_port>      the TLS listener (when the example has one)
+    /etc/envoy/tls/       <work_dir>/tls/             its certificate, key and client CA
 
 It runs `envoy -c FILE --base-id <admin port> --disable-hot-restart --log-level
 warn --concurrency 1` (one base id per instance, so several can run at once).
@@ -36,6 +38,7 @@ from pathlib import Path
 import httpx
 from tests.infra.ports import free_port
 from tests.infra.processes import HttpUrl, Process
+from tests.infra.tls import TestCA, proxy_tls_directory
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "envoy" / "envoy-http.yaml"
 EXAMPLE_HOST = "mcp.example.com"
@@ -85,6 +88,8 @@ def render_config(
     app_port: int,
     check_port: int | None = None,
     grpc_port: int | None = None,
+    tls_port: int | None = None,
+    tls_dir: Path | None = None,
 ) -> str:
     """The example's text with its fixed ports replaced (see the module docstring).
 
@@ -102,6 +107,9 @@ def render_config(
         replacements["127.0.0.1:8082"] = f"127.0.0.1:{check_port}"
     if grpc_port is not None:
         replacements["port_value: 9001"] = f"port_value: {grpc_port}"
+    if tls_port is not None and tls_dir is not None:
+        replacements["port_value: 10443"] = f"port_value: {tls_port}"
+        replacements["/etc/envoy/tls/"] = f"{tls_dir}/"
     missing = [token for token in replacements if token not in template]
     if missing:
         raise ValueError(f"Envoy example lacks the port(s) the tests replace: {missing}")
@@ -112,9 +120,12 @@ def render_config(
 class Envoy:
     """Constructor: `work_dir`, `check_port`, `public_port` (authgate), `app_port`,
     optional `listen_port`, `admin_port` (default free), `config_path` (default the
-    example), `binary`, `concurrency` (worker threads, default 1).
+    example), `binary`, `concurrency` (worker threads, default 1), `ca` (the TestCA of
+    the TLS listener's certificate and of the client certificates it accepts; default a
+    new one, made only when the example has a TLS listener).
 
-    Attributes: `listen_port`, `admin_port`, `url`, `admin_url`, `host` (the
+    Attributes: `listen_port`, `admin_port`, `url`, `admin_url`, `tls_port`, `tls_url`,
+    `ca`, `host` (the
     example's domain), `config_file` (rendered), `process`. Methods: `start()`,
     `stop()`, `validate()`, `stats()` (admin /stats as text).
     """
@@ -132,6 +143,7 @@ class Envoy:
         config_path: str | os.PathLike[str] = EXAMPLE_CONFIG,
         binary: str | None = None,
         concurrency: int = 1,
+        ca: TestCA | None = None,
     ) -> None:
         self.binary = binary or envoy_binary()
         self.work_dir = Path(work_dir)
@@ -143,9 +155,19 @@ class Envoy:
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         self.host = EXAMPLE_HOST
         self.config_file = self.work_dir / "envoy.yaml"
+        template = Path(config_path).read_text()
+        self.tls_port: int | None = None
+        self.ca = ca
+        tls_dir = None
+        if "port_value: 10443" in template:
+            self.ca, tls_dir = proxy_tls_directory(self.work_dir / "tls", EXAMPLE_HOST, ca)
+            self.tls_port = free_port()
+        self.tls_url = f"https://127.0.0.1:{self.tls_port}"
         self.config_file.write_text(
             render_config(
-                Path(config_path).read_text(),
+                template,
+                tls_port=self.tls_port,
+                tls_dir=tls_dir,
                 listen_port=self.listen_port,
                 admin_port=self.admin_port,
                 check_port=check_port,

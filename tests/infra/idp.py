@@ -29,6 +29,14 @@ Token exchange (RFC 8693), on by default for `EXCHANGE_CLIENT` and
 (`idp.mtls_token_endpoint`) where `MTLS_EXCHANGE_CLIENT` authenticates with a
 certificate from `ca.issue_client_cert(..., common_name=MTLS_EXCHANGE_CN)`.
 `test_controls=True` enables `set_exchange_mode()` / `exchange_count()`.
+
+Sender-constrained tokens (RFC 9449, RFC 8705 §3): `dpop_algorithms=[...]` sets the proof
+algorithms the token endpoint accepts (oidc-provider's default is ES256 and EdDSA), and
+`dpop_token(DPOP_CLIENT, resource, proof=...)` sends a DPoP proof with the token request:
+the access token then carries `cnf.jkt`. `OidcProvider(dir, ca=ca, mtls=True,
+certificate_bound=True)` adds `BOUND_CLIENT` (tls_client_auth, CN=`BOUND_CLIENT_CN`);
+`certificate_bound_token(cert, resource)` asks the mTLS listener with that certificate
+and gets a token carrying `cnf.x5t#S256` of it.
 Opaque tokens: `client_credentials_token(..., resource=OPAQUE_RESOURCE)`, then
 `introspect()` and `revoke()`.
 """
@@ -42,7 +50,7 @@ import os
 import secrets
 import shutil
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +103,12 @@ CONFIDENTIAL_CLIENT = Client("web-app", "web-app-secret", "https://app.example.c
 # (RFC 8705, certificate subject CN=authgate-exchange, no secret).
 EXCHANGE_CLIENT = Client("authgate", "authgate-secret")
 MTLS_EXCHANGE_CLIENT = Client("authgate-mtls")
+# Sender-constrained tokens: a client whose tokens are always DPoP-bound (the IdP refuses
+# its token requests without a proof), and one authenticating with a certificate
+# (tls_client_auth, CN=bound-service) whose tokens are bound to that certificate.
+DPOP_CLIENT = Client("dpop-service", "dpop-service-secret")
+BOUND_CLIENT = Client("bound-service")
+BOUND_CLIENT_CN = "bound-service"
 
 DEFAULT_USER: dict[str, Any] = {
     "sub": "alice",
@@ -150,7 +164,28 @@ def default_clients() -> list[dict[str, Any]]:
             "response_types": [],
             "redirect_uris": [],
         },
+        {
+            "client_id": DPOP_CLIENT.client_id,
+            "client_secret": DPOP_CLIENT.client_secret,
+            "grant_types": ["client_credentials"],
+            "response_types": [],
+            "redirect_uris": [],
+            "dpop_bound_access_tokens": True,
+        },
     ]
+
+
+def bound_client() -> dict[str, Any]:
+    """Metadata of `BOUND_CLIENT`; added by `OidcProvider(mtls=True, certificate_bound=True)`."""
+    return {
+        "client_id": BOUND_CLIENT.client_id,
+        "token_endpoint_auth_method": "tls_client_auth",
+        "tls_client_auth_subject_dn": f"CN={BOUND_CLIENT_CN}",
+        "tls_client_certificate_bound_access_tokens": True,
+        "grant_types": ["client_credentials"],
+        "response_types": [],
+        "redirect_uris": [],
+    }
 
 
 def mtls_exchange_client() -> dict[str, Any]:
@@ -204,7 +239,9 @@ class OidcProvider:
     JWKS to sign with instead of fresh keys), `port`, `node`, `exchange` (token
     exchange config, default `default_exchange()`),
     `mtls` (needs `ca`: RFC 8705 listener on `mtls_port`, adds
-    `MTLS_EXCHANGE_CLIENT`), `test_controls` (runtime exchange modes, counter).
+    `MTLS_EXCHANGE_CLIENT`), `certificate_bound` (with `mtls`: certificate-bound tokens,
+    adds `BOUND_CLIENT`), `dpop_algorithms` (DPoP proof algorithms of the token endpoint),
+    `test_controls` (runtime exchange modes, counter).
 
     After `start()` (or `with`): `issuer`, `port`, `discovery`, `jwks_uri`,
     `token_endpoint`, `mtls_token_endpoint`, `introspection_endpoint`,
@@ -227,6 +264,8 @@ class OidcProvider:
         exchange: Mapping[str, Any] | None = None,
         mtls: bool = False,
         mtls_port: int | None = None,
+        certificate_bound: bool = False,
+        dpop_algorithms: Sequence[str] | None = None,
         test_controls: bool = False,
     ) -> None:
         self.work_dir = Path(work_dir)
@@ -251,6 +290,8 @@ class OidcProvider:
         self.config["exchange"] = dict(default_exchange() if exchange is None else exchange)
         if test_controls:
             self.config["testControls"] = True
+        if dpop_algorithms is not None:
+            self.config["dpop"] = {"algorithms": list(dpop_algorithms)}
         if ca:
             server = ca.issue_server_cert("idp", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
             self.config["tls"] = {"cert": os.fspath(server.cert), "key": os.fspath(server.key)}
@@ -269,6 +310,12 @@ class OidcProvider:
             ids = {c["client_id"] for c in self.config["clients"]}
             if MTLS_EXCHANGE_CLIENT.client_id not in ids:
                 self.config["clients"].append(mtls_exchange_client())
+            if certificate_bound:
+                self.config["mtls"]["certificateBoundAccessTokens"] = True
+                if BOUND_CLIENT.client_id not in ids:
+                    self.config["clients"].append(bound_client())
+        elif certificate_bound:
+            raise ValueError("certificate_bound=True needs mtls=True")
         # What httpx needs to trust this IdP.
         self.verify: ssl.SSLContext | bool = ca.ssl_context() if ca else True
         self.config_path = self.work_dir / "idp-config.json"
@@ -375,6 +422,58 @@ class OidcProvider:
             data["scope"] = scope
         body = self.token_request(data, client_id=client_id, client_secret=client_secret)
         return body["access_token"]
+
+    def dpop_token(
+        self,
+        client: Client,
+        resource: str,
+        *,
+        proof: Callable[[str, str, str | None], str],
+        scope: str | None = None,
+    ) -> dict[str, Any]:
+        """client_credentials with a DPoP proof (RFC 9449 §5): `proof(htm, htu, nonce)`
+        makes it for the token endpoint; a `use_dpop_nonce` answer is retried once with
+        the IdP's nonce. Returns the token response (`token_type` DPoP)."""
+        data = {"grant_type": "client_credentials", "resource": resource}
+        if scope:
+            data["scope"] = scope
+        nonce: str | None = None
+        with self.http_client() as http:
+            for _ in range(2):
+                headers = {"DPoP": proof("POST", self.token_endpoint, nonce)}
+                response = http.post(
+                    self.token_endpoint, data=data, auth=(client.client_id, client.client_secret or ""), headers=headers
+                )
+                if response.status_code == 400 and response.json().get("error") == "use_dpop_nonce":
+                    nonce = response.headers["dpop-nonce"]
+                    continue
+                break
+        if response.status_code != 200:
+            raise IdpError(f"DPoP token request answered {response.status_code}: {response.text}")
+        return response.json()
+
+    def certificate_bound_token(
+        self,
+        cert: IssuedCert,
+        resource: str,
+        *,
+        client: Client = BOUND_CLIENT,
+        scope: str | None = None,
+        proof: Callable[[str, str, str | None], str] | None = None,
+    ) -> dict[str, Any]:
+        """client_credentials at the mTLS listener (tls_client_auth with `cert`, RFC 8705
+        §2); the access token is bound to `cert` (needs `certificate_bound=True`), and also
+        to a DPoP key when `proof(htm, htu, nonce)` makes a proof for the request."""
+        assert self.ca is not None, "certificate-bound tokens need the IdP's TestCA"
+        data = {"grant_type": "client_credentials", "resource": resource, "client_id": client.client_id}
+        if scope:
+            data["scope"] = scope
+        with httpx.Client(verify=self.ca.ssl_context(cert), timeout=10.0, trust_env=False) as http:
+            headers = {"DPoP": proof("POST", self.mtls_token_endpoint, None)} if proof else {}
+            response = http.post(self.mtls_token_endpoint, data=data, headers=headers)
+        if response.status_code != 200:
+            raise IdpError(f"mTLS token request answered {response.status_code}: {response.text}")
+        return response.json()
 
     def authorization_code_flow(
         self,

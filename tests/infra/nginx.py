@@ -6,6 +6,8 @@ one is missing, so the example and the tests cannot drift apart:
 
     example text       becomes                           meaning
     listen 8000        listen 127.0.0.1:<listen_port>    the public server(s)
+    listen 8443        listen 127.0.0.1:<tls_port>       the public server over TLS
+    /etc/nginx/tls/    <prefix>/tls/                     its certificate, key, client CA
     127.0.0.1:8082     127.0.0.1:<check_port>            authgate check port
     127.0.0.1:8080     127.0.0.1:<public_port>           authgate public port
     127.0.0.1:9000     127.0.0.1:<app_port>              the app (e.g. EchoUpstream)
@@ -40,6 +42,7 @@ from pathlib import Path
 
 from tests.infra.ports import free_port
 from tests.infra.processes import Process, TcpPort
+from tests.infra.tls import TestCA, proxy_tls_directory
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "nginx" / "nginx.conf"
 EXAMPLE_HOST = "mcp.example.com"
@@ -52,14 +55,27 @@ def _compiled_modules(binary: str) -> str:
     return subprocess.run([binary, "-V"], capture_output=True, text=True, check=True).stderr
 
 
-def render_config(template: str, *, listen_port: int, check_port: int, public_port: int, app_port: int) -> str:
-    """The example's text with its fixed addresses replaced (see the module docstring)."""
+def render_config(
+    template: str,
+    *,
+    listen_port: int,
+    check_port: int,
+    public_port: int,
+    app_port: int,
+    tls_port: int | None = None,
+    tls_dir: Path | None = None,
+) -> str:
+    """The example's text with its fixed addresses replaced (see the module docstring);
+    the TLS listener and its files only when `tls_port` and `tls_dir` are given."""
     replacements = {
         "listen 8000": f"listen 127.0.0.1:{listen_port}",
         "127.0.0.1:8082": f"127.0.0.1:{check_port}",
         "127.0.0.1:8080": f"127.0.0.1:{public_port}",
         "127.0.0.1:9000": f"127.0.0.1:{app_port}",
     }
+    if tls_port is not None and tls_dir is not None:
+        replacements["listen 8443"] = f"listen 127.0.0.1:{tls_port}"
+        replacements["/etc/nginx/tls/"] = f"{tls_dir}/"
     missing = [token for token in replacements if token not in template]
     if missing:
         raise ValueError(f"nginx example lacks the address(es) the tests replace: {missing}")
@@ -70,9 +86,12 @@ def render_config(template: str, *, listen_port: int, check_port: int, public_po
 class Nginx:
     """Constructor: `work_dir` (becomes the nginx prefix), `check_port`,
     `public_port` (authgate), `app_port`, optional `listen_port` (default free),
-    `config_path` (default the example), `binary` (default `nginx` on PATH).
+    `config_path` (default the example), `binary` (default `nginx` on PATH), `ca` (the
+    TestCA of the TLS listener's certificate and of the client certificates it accepts;
+    default a new one).
 
     Attributes: `prefix`, `listen_port`, `url` (http://127.0.0.1:<listen_port>),
+    `tls_port`, `tls_url` (https://127.0.0.1:<tls_port>), `ca`,
     `host` (the example's server_name), `config_file` (rendered), `access_log`,
     `process`. Methods: `start()`, `stop()`, `validate()` (`nginx -t`), `reload()`.
     """
@@ -87,6 +106,7 @@ class Nginx:
         listen_port: int | None = None,
         config_path: str | os.PathLike[str] = EXAMPLE_CONFIG,
         binary: str = "nginx",
+        ca: TestCA | None = None,
     ) -> None:
         resolved = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
         if resolved is None:
@@ -101,12 +121,22 @@ class Nginx:
         self.process: Process | None = None
         for directory in ("logs", *(f"temp/{name}" for name in _TEMP_PATHS)):
             (self.prefix / directory).mkdir(parents=True, exist_ok=True)
+        template = Path(config_path).read_text()
+        self.tls_port: int | None = None
+        self.ca = ca
+        tls_dir = None
+        if "listen 8443" in template:
+            self.ca, tls_dir = proxy_tls_directory(self.prefix / "tls", EXAMPLE_HOST, ca)
+            self.tls_port = free_port()
+        self.tls_url = f"https://127.0.0.1:{self.tls_port}"
         text = render_config(
-            Path(config_path).read_text(),
+            template,
             listen_port=self.listen_port,
             check_port=check_port,
             public_port=public_port,
             app_port=app_port,
+            tls_port=self.tls_port,
+            tls_dir=tls_dir,
         )
         self.config_file.write_text(self._with_local_paths(text))
 

@@ -179,3 +179,20 @@ class TestCA:
         )
         key_path.chmod(0o600)
         return IssuedCert(cert=cert_path, key=key_path, ca=self.ca_path)
+
+
+def proxy_tls_directory(directory: str | Path, host: str, ca: TestCA | None = None) -> tuple[TestCA, Path]:
+    """What a proxy example's TLS listener reads, in `directory`: `<host>.pem` and
+    `<host>-key.pem` (a server certificate for `host`, localhost and 127.0.0.1) and
+    `client-ca.pem` (the CA client certificates must chain to). Returns the CA (`ca`, or
+    a new one in `directory/pki`) and the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = ca or TestCA(directory / "pki")
+    server = ca.issue_server_cert(f"proxy-{host}", dns_names=[host, "localhost"], ip_addresses=["127.0.0.1"])
+    (directory / f"{host}.pem").write_bytes(server.cert.read_bytes())
+    key = directory / f"{host}-key.pem"
+    key.write_bytes(server.key.read_bytes())
+    key.chmod(0o600)
+    (directory / "client-ca.pem").write_bytes(ca.ca_path.read_bytes())
+    return ca, directory

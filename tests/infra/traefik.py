@@ -6,6 +6,7 @@ example's fixed addresses in one pass and fails if one is missing:
     127.0.0.1:8000   the web entry point       127.0.0.1:8082   authgate check port
     127.0.0.1:8090   the ping entry point      127.0.0.1:8080   authgate public port
     127.0.0.1:9000   the app                   dynamic.yml      its rendered absolute path
+    127.0.0.1:8443   the websecure entry point /etc/traefik/tls/ certificate, key, client CA
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 from tests.infra.ports import free_port
 from tests.infra.processes import HttpUrl, Process
+from tests.infra.tls import TestCA, proxy_tls_directory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "traefik"
 EXAMPLE_HOST = "mcp.example.com"
@@ -31,14 +33,27 @@ def _render(text: str, replacements: dict[str, str], name: str) -> str:
 
 
 class Traefik:
-    """Attributes: `url`, `host`, `listen_port`, `process`. Methods: `start()`, `stop()`."""
+    """Attributes: `url`, `tls_url`, `host`, `listen_port`, `tls_port`, `ca` (of the TLS
+    certificate and of the client certificates accepted: `ca`, or a new one), `process`.
+    Methods: `start()`, `stop()`."""
 
-    def __init__(self, work_dir: Path, *, binary: Path, check_port: int, public_port: int, app_port: int) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        binary: Path,
+        check_port: int,
+        public_port: int,
+        app_port: int,
+        ca: TestCA | None = None,
+    ) -> None:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.binary = binary
-        self.listen_port, self.ping_port = free_port(), free_port()
+        self.listen_port, self.ping_port, self.tls_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.listen_port}"
+        self.tls_url = f"https://127.0.0.1:{self.tls_port}"
+        self.ca, tls_dir = proxy_tls_directory(self.work_dir / "tls", EXAMPLE_HOST, ca)
         self.host = EXAMPLE_HOST
         dynamic = self.work_dir / "dynamic.yml"
         dynamic.write_text(
@@ -48,6 +63,7 @@ class Traefik:
                     "127.0.0.1:8082": f"127.0.0.1:{check_port}",
                     "127.0.0.1:8080": f"127.0.0.1:{public_port}",
                     "127.0.0.1:9000": f"127.0.0.1:{app_port}",
+                    "/etc/traefik/tls/": f"{tls_dir}/",
                 },
                 "dynamic.yml",
             )
@@ -59,6 +75,7 @@ class Traefik:
                 {
                     "127.0.0.1:8000": f"127.0.0.1:{self.listen_port}",
                     "127.0.0.1:8090": f"127.0.0.1:{self.ping_port}",
+                    "127.0.0.1:8443": f"127.0.0.1:{self.tls_port}",
                     "filename: dynamic.yml": f"filename: {dynamic}",
                 },
                 "traefik.yml",

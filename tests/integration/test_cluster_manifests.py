@@ -51,6 +51,7 @@ READ_BY_AUTHGATE = {
     "origin",
     "access-control-request-method",
     "x-request-id",
+    "dpop",  # RFC 9449 proofs
 }
 IDENTITY = {"x-auth-subject", "x-auth-roles", "x-auth-scopes", "x-auth-issuer", "x-auth-client-id"}
 IDENTITY_AND_TOKEN = IDENTITY | {"authorization"}
@@ -295,10 +296,11 @@ def test_policy_examples_validate_against_our_crd() -> None:
 def test_runnable_examples_send_and_copy_what_authgate_uses() -> None:
     grpc, http = envoy_ext_authz("envoy-grpc.yaml"), envoy_ext_authz("envoy-http.yaml")
     assert patterns(grpc["allowed_headers"]) == READ_BY_AUTHGATE
-    assert patterns(http["allowed_headers"]) == READ_BY_AUTHGATE | {"x-forwarded-proto"}
+    # plus what each dialect carries the client certificate in (RFC 8705)
+    assert patterns(http["allowed_headers"]) == READ_BY_AUTHGATE | {"x-forwarded-proto", "x-forwarded-client-cert"}
     assert patterns(http["http_service"]["authorization_response"]["allowed_upstream_headers"]) == IDENTITY_AND_TOKEN
     forward = traefik_example()["middlewares"]["authgate"]["forwardAuth"]
-    assert lower(forward["authRequestHeaders"]) == READ_BY_AUTHGATE
+    assert lower(forward["authRequestHeaders"]) == READ_BY_AUTHGATE | {"x-forwarded-tls-client-cert"}
     assert lower(forward["authResponseHeaders"]) == IDENTITY
     assert nginx_identity_headers() == IDENTITY
     # Authorization: authgate's (exchanged) token when it sends one, else the caller's.
@@ -439,7 +441,7 @@ def public_by_examples() -> Iterator[tuple[str, Callable[[str], bool]]]:
     for example in ("envoy-http.yaml", "envoy-grpc.yaml"):
         yield example, any_of([string_prefix(p) for p in envoy_public_prefixes(example)])
     routers = traefik_example()["routers"]
-    (rule,) = [r["rule"] for r in routers.values() if r["service"] == "authgate-public"]
+    (rule,) = {r["rule"] for r in routers.values() if r["service"] == "authgate-public"}  # plain and TLS
     yield "dynamic.yml", any_of([string_prefix(p) for p in traefik_prefixes(rule)])
 
 
@@ -498,7 +500,9 @@ def test_traefik_and_ingress_nginx_public_routes_have_no_auth() -> None:
     public_route = one("IngressRoute", "traefik", "mcp-oauth-public")["spec"]["routes"]
     assert all("middlewares" not in r for r in public_route)
     app_route = one("IngressRoute", "traefik", "mcp")["spec"]["routes"]
-    assert all(r["middlewares"] == [{"name": "authgate"}] for r in app_route)
+    # the client-certificate pair before authgate (RFC 8705: strip, then pass the verified one)
+    chain = [{"name": "authgate-strip-client-cert"}, {"name": "authgate-client-cert"}, {"name": "authgate"}]
+    assert all(r["middlewares"] == chain for r in app_route)
     assert all(r["priority"] < public_route[0]["priority"] for r in app_route)
     annotations = one("Ingress", "ingress-nginx", "mcp-oauth-public")["metadata"]["annotations"]
     assert annotations == {"nginx.ingress.kubernetes.io/enable-global-auth": "false"}

