@@ -879,6 +879,17 @@ def test_grpc_reads_the_peer_certificate_and_no_header_by_default(
     assert forged.denied_response.status.code == 401
 
 
+def test_grpc_prefers_envoys_peer_certificate_to_a_trusted_header(
+    gates: dict[str | None, Authgate], cert_token: str, client_cert: IssuedCert, other_cert: IssuedCert
+) -> None:
+    """A gateway that forwards every header unsanitized cannot let a client's XFCC stand in
+    for the certificate Envoy itself verified: with a peer certificate, the header is not read."""
+    gate = gates["x-forwarded-client-cert"]
+    spoofed = grpc_check(gate, cert_token, peer=other_cert.cert, **{"x-forwarded-client-cert": xfcc(client_cert.cert)})
+    assert spoofed.denied_response.status.code == 401
+    assert grpc_check(gate, cert_token, **{"x-forwarded-client-cert": xfcc(client_cert.cert)}).status.code == 0
+
+
 # -- two replicas --------------------------------------------------------------------------------
 def test_two_replicas_with_the_same_sealing_keys_accept_each_others_nonces(
     gates: dict[str | None, Authgate],

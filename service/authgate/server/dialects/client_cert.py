@@ -83,10 +83,15 @@ def from_xfcc(value: str) -> bytes:
     if len(elements) != 1:
         raise BadRequest("x-forwarded-client-cert must hold exactly one element")
     cert = digest = None
+    seen: set[str] = set()
     for pair in _split(elements[0], ";"):
         key, sep, raw = pair.strip().partition("=")
         if not sep:
             raise BadRequest("x-forwarded-client-cert: malformed element")
+        if key.lower() in ("cert", "hash"):
+            if key.lower() in seen:
+                raise BadRequest(f"x-forwarded-client-cert: {key} given twice")
+            seen.add(key.lower())
         raw = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
         if key.lower() == "cert":
             cert = _der_digest(unquote(raw), XFCC)

@@ -3,9 +3,9 @@
 The original request is `attributes.request.http` (method, host, path with query,
 scheme, headers); its headers are read by the one rule of dialects.headers, in either
 form Envoy sends them (`headers`, or `header_map` with `encode_raw_headers`).
-The client certificate (RFC 8705) is the configured header's when the service trusts one
-and Envoy sent it, else Envoy's own `attributes.source.certificate` (the TLS peer it
-verified, with `include_peer_certificate: true`): a field no client can write.
+The client certificate (RFC 8705) is Envoy's own `attributes.source.certificate` (the
+TLS peer it verified, with `include_peer_certificate: true`: a field no client can
+write), else the configured header's when the service trusts one.
 `context_extensions["policy"] = "<namespace>/<name>"` picks one of the policies that
 cover the request's host (pipeline.decide). The Decision is rendered once
 (dialects.render) and wrapped in OkHttpResponse or DeniedHttpResponse.
@@ -61,11 +61,15 @@ def _wanted(cert_header: str | None) -> frozenset[str]:
 
 
 def _certificate(request: external_auth_pb2.CheckRequest, headers: dict[str, str], cert_header: str | None):
+    """Envoy's own TLS peer first (no client can write it); the trusted header only when
+    Envoy sent no peer certificate (e.g. TLS terminated by a proxy in front of it)."""
+    peer = request.attributes.source.certificate
+    if peer:
+        return from_pem(peer, "attributes.source.certificate")
     value = headers.get(cert_header) if cert_header else None
     if value is not None and value.strip():
         return certificate_digest(cert_header, value)
-    peer = request.attributes.source.certificate
-    return from_pem(peer, "attributes.source.certificate") if peer else None
+    return None
 
 
 def read_headers(request: external_auth_pb2.CheckRequest, cert_header: str | None = None) -> dict[str, str]:

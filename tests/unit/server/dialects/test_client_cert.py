@@ -37,6 +37,7 @@ def test_every_format_gives_the_der_digest(header, value):
     [
         ("x-forwarded-client-cert", f"Hash={DIGEST.hex()},Hash={DIGEST.hex()}", "exactly one element"),
         ("x-forwarded-client-cert", "By=spiffe://proxy", "neither Cert nor Hash"),
+        ("x-forwarded-client-cert", f"Hash={DIGEST.hex()};Hash={'0' * 64}", "given twice"),
         ("x-forwarded-client-cert", "Hash=abc", "not a hex SHA-256"),
         ("x-forwarded-client-cert", 'Subject="unterminated', "unterminated quote"),
         ("x-forwarded-client-cert", "garbage", "malformed element"),
