@@ -520,8 +520,10 @@ def route_through_traefik(cluster: NodeCluster, ca: TestCA) -> None:
     cluster.deploy_traefik()
     cert = ca.issue_server_cert("mcp-example-com", dns_names=[HOST], ip_addresses=[])
     cluster.tls_secret(APPS, "mcp-example-com-tls", cert.cert, cert.key)
-    for name in ("middleware.yaml", "ingressroute.yaml", "ingressroute-public.yaml"):
-        cluster.kubectl("apply", "-f", str(ROOT / "examples" / "kubernetes" / "traefik" / name))
+    # Every manifest of the example, as a user applies the directory: the routes name
+    # middlewares of several files.
+    for path in sorted((ROOT / "examples" / "kubernetes" / "traefik").glob("*.yaml")):
+        cluster.kubectl("apply", "-f", str(path))
     cluster.wait_available(TRAEFIK_NAMESPACE, "traefik")
 
 
