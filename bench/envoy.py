@@ -152,11 +152,15 @@ def envoy_config(kind: str, listen: int, admin: int, grpc_port: int, check_port:
     }
 
 
-def start_envoy(kind: str, work: Path, prefix: list[str], **ports) -> tuple[subprocess.Popen, str]:
+def start_envoy(
+    kind: str, work: Path, prefix: list[str], name: str | None = None, **ports
+) -> tuple[subprocess.Popen, str]:
+    """Envoy with check `kind`; `name` (default: the kind) names its config and log files."""
+    name = name or kind
     listen, admin = free_port(), free_port()
-    config = work / f"envoy-{kind}.yaml"
+    config = work / f"envoy-{name}.yaml"
     config.write_text(yaml.safe_dump(envoy_config(kind, listen, admin, **ports)))
-    log = open(work / f"envoy-{kind}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    log = open(work / f"envoy-{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
         [
             *prefix,
@@ -182,7 +186,7 @@ def start_envoy(kind: str, work: Path, prefix: list[str], **ports) -> tuple[subp
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError(f"envoy {kind} did not start: {(work / f'envoy-{kind}.log').read_text()[-2000:]}")
+            raise RuntimeError(f"envoy {name} did not start: {(work / f'envoy-{name}.log').read_text()[-2000:]}")
         time.sleep(0.05)
     return process, f"http://127.0.0.1:{listen}{PATH}"
 
