@@ -203,6 +203,7 @@ def start(
 ) -> Setup:
     """Start every server once, check each answers as expected, and return the configurations."""
     setup = Setup()
+    work.mkdir(parents=True, exist_ok=True)
     policy_file = work / "policy.yaml"
     policy_file.write_text(policy_yaml(issuer.issuer))
     bearer = {"Host": HOST, "Authorization": f"Bearer {token}"}
