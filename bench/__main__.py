@@ -4,10 +4,12 @@ token-validation micro-benchmarks, and PNG plots; writes bench/REPORT.md (and it
 
     python -m bench [--rounds 5] [--duration 10] [--warmup 1] [--quick]
                     [--distinct-tokens 20000] [--rss-tokens 0,10000,50000,100000]
-                    [--skip-authorino] [--skip-table] [--skip-memory] [--skip-scale] [--skip-micro]
+                    [--only NAME,...] [--skip-authorino] [--skip-other-algs]
+                    [--skip-table] [--skip-memory] [--skip-scale] [--skip-micro]
 
 `--quick` is 1 round of 3 s with smaller token counts: a check that the harness works, not
-a measurement. The defaults take about 20 minutes on two cores. Loopback only. Authorino and
+a measurement; `--only` runs some configurations (names in bench/table.py). The defaults
+take about 20 minutes on two cores. Loopback only. Authorino and
 ghz come from the tools cache (`hack/tools/build.sh bench`, which `make bench` runs).
 """
 
@@ -53,6 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rss-tokens", type=_counts, default=[0, 10_000, 50_000, 100_000], help="N for RSS")
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="seconds of each paced p99 run")
     parser.add_argument("--scale-policies", type=_counts, default=list(scale.POLICY_COUNTS))
+    parser.add_argument(
+        "--only", type=lambda text: [n for n in text.split(",") if n], default=None, help="configurations to run"
+    )
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s, fewer tokens: checks the harness")
     parser.add_argument("--skip-authorino", action="store_true")
     parser.add_argument("--skip-other-algs", action="store_true", help="no RS256 / EdDSA distinct-token rows")
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     server_prefix, load_prefix, pinning = throughput.pinning()
     ghz = authorino.built("ghz")
     with_authorino = not args.skip_authorino and authorino.built("authorino") is not None
+    if args.only and not any("authorino" in name for name in args.only):
+        with_authorino = False
     labels = {
         name: label.format(n=args.distinct_tokens, c=args.grpc_concurrency) for name, label in table.LABELS.items()
     }
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.grpc_concurrency,
                     load_prefix,
                     ghz,
+                    args.only,
                 )
         if not args.skip_memory:
             print("RSS against distinct tokens, p99 at half the maximum rate ...", flush=True)

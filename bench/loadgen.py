@@ -37,6 +37,12 @@ class Measured:
     load_cpu: float = float("nan")  # the load generator's
     other_cpu: float = float("nan")  # the rest of the machine's
     statuses: dict[str, int] = field(default_factory=dict)
+    cache: dict[str, float] = field(default_factory=dict)  # authgate's verified-token cache lookups, by result
+
+    @property
+    def cache_hit_ratio(self) -> float:
+        lookups = sum(self.cache.values())
+        return self.cache.get("hit", 0.0) / lookups if lookups else float("nan")
 
     @property
     def server_cpu(self) -> float:
@@ -60,7 +66,9 @@ def wrk_script(headers: Mapping[str, str], tokens_file: Path | None = None, meth
         lines += [
             "local tokens = {}",
             f'for line in io.lines("{tokens_file}") do tokens[#tokens + 1] = line end',
-            "local i = 0",
+            # where the previous run of this script stopped (bench/table.py counts), so a run
+            # goes on with the tokens least recently used instead of the ones just cached
+            'local i = tonumber(os.getenv("BENCH_TOKEN_OFFSET") or "0") % #tokens',
             "request = function()",
             "  i = i % #tokens + 1",
             '  wrk.headers["Authorization"] = "Bearer " .. tokens[i]',
@@ -191,6 +199,7 @@ class Load:
     protoset: Path | None = None
     data_file: Path | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # for the load generator (wrk: BENCH_TOKEN_OFFSET)
 
 
 def command(load: Load, seconds: float, connections: int, prefix: Sequence[str], ghz: str | None) -> list[str]:
@@ -241,7 +250,8 @@ def run(load: Load, seconds: float, connections: int, prefix: Sequence[str], ghz
     args = command(load, seconds, connections, prefix, ghz)
     before_pids = {role: process_cpu(pid) for role, pid in load.pids.items()}
     before = (machine_busy(), _children_cpu(), _self_cpu(), time.monotonic())
-    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120, check=False)
+    env = {**os.environ, **load.env} if load.env else None
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120, check=False, env=env)
     after = (machine_busy(), _children_cpu(), _self_cpu(), time.monotonic())
     after_pids = {role: process_cpu(pid) for role, pid in load.pids.items()}
     if done.returncode != 0 and not done.stdout.strip():

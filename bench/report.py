@@ -85,6 +85,10 @@ def _fmt(value: float, digits: int = 1) -> str:
     return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN check
 
 
+def _percent(value: float) -> str:
+    return "" if value != value else f"{value:.0%}"
+
+
 def _median(values) -> float:
     values = [v for v in values if v == v]
     return statistics.median(values) if values else float("nan")
@@ -428,11 +432,13 @@ def _render_runs(add, run: Run) -> None:
         "CPU columns in CPU-seconds per second of wall time: *servers* per process, *load* wrk or ghz, *others* "
         "the rest of the machine (from /proc/stat, minus the servers, the load generator and the bench process). "
         "*others* well above 0 means other work shared the cores and that run's req/s is low; the per-CPU ratios "
-        "correct for this to first order. *errors*: non-2xx (all of them in the 401 row) or failed gRPC calls."
+        "correct for this to first order. *errors*: non-2xx (all of them in the 401 row) or failed gRPC calls. "
+        "*cache hits*: hits / lookups of authgate's verified-token cache during the run (its "
+        "`authgate_verified_token_cache_total` counter; empty where authgate is not involved or looked nothing up)."
     )
     add("")
-    add("| round | configuration | req/s | p50 ms | p99 ms | errors | servers CPU | load CPU | others |")
-    add("|---:|---|---:|---:|---:|---:|---|---:|---:|")
+    add("| round | configuration | req/s | p50 ms | p99 ms | errors | cache hits | servers CPU | load CPU | others |")
+    add("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
     for round_index in range(int(run.settings["rounds"])):
         for name in r.order:
             measured = r.runs[name]
@@ -441,7 +447,8 @@ def _render_runs(add, run: Run) -> None:
             m = measured[round_index]
             cpu = ", ".join(f"{role} {v:.2f}" for role, v in m.cpu.items())
             add(
-                f"| {round_index + 1} | {name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors:,} | {cpu} "
+                f"| {round_index + 1} | {name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors:,} "
+                f"| {_percent(m.cache_hit_ratio)} | {cpu} "
                 f"| {m.load_cpu:.2f} | {m.other_cpu:.2f} |"
             )
     add("")

@@ -25,6 +25,7 @@ Configurations (names are the keys of the report):
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -74,6 +75,33 @@ class Config:
     name: str
     load: loadgen.Load
     expect_errors: bool = False  # the 401 row: every answer is a non-2xx
+    metrics_port: int | None = None  # authgate's: its verified-token cache counters, read around each run
+    cycles_tokens: bool = False  # its wrk script cycles over a token file: each run goes on where the last stopped
+    tokens_sent: int = 0
+
+    def next_run(self) -> loadgen.Load:
+        if self.cycles_tokens:
+            self.load.env = {"BENCH_TOKEN_OFFSET": str(self.tokens_sent)}
+        return self.load
+
+    def sent(self, measured: loadgen.Measured, connections: int) -> None:
+        self.tokens_sent += measured.requests + connections  # + the requests in flight when wrk stopped
+
+
+_CACHE_COUNTER = re.compile(r'^authgate_verified_token_cache_total\{result="(\w+)"\}\s+([\d.e+]+)$', re.MULTILINE)
+
+
+def parse_cache_counters(metrics_text: str) -> dict[str, float]:
+    """authgate_verified_token_cache_total by result (hit, miss, ...) from a /metrics page."""
+    return {result: float(value) for result, value in _CACHE_COUNTER.findall(metrics_text)}
+
+
+def cache_counters(metrics_port: int) -> dict[str, float]:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5, trust_env=False).text
+    except httpx.HTTPError:
+        return {}
+    return parse_cache_counters(text)
 
 
 @dataclass
@@ -249,10 +277,14 @@ def start(
     stack.callback(off.stop)
     setup.authgates = {"log-on": on, "log-off": off}
     setup.configs["authgate-log-on"] = Config(
-        "authgate-log-on", loadgen.Load("wrk", {"authgate": on.process.pid}, url=on.check_url, script=with_token)
+        "authgate-log-on",
+        loadgen.Load("wrk", {"authgate": on.process.pid}, url=on.check_url, script=with_token),
+        metrics_port=on.metrics_port,
     )
     setup.configs["authgate-log-off"] = Config(
-        "authgate-log-off", loadgen.Load("wrk", {"authgate": off.process.pid}, url=off.check_url, script=with_token)
+        "authgate-log-off",
+        loadgen.Load("wrk", {"authgate": off.process.pid}, url=off.check_url, script=with_token),
+        metrics_port=off.metrics_port,
     )
     _probe(off.check_url, {"Host": HOST}, 401, "authgate without a token")
     setup.configs["authgate-no-token"] = Config(
@@ -270,7 +302,10 @@ def start(
         tokens = write_tokens(work / f"tokens-{alg}.txt", distinct_tokens(issuer, alg, RESOURCE, SCOPE, distinct))
         distinct_script = script(name, {"Host": HOST}, tokens)
         setup.configs[name] = Config(
-            name, loadgen.Load("wrk", {"authgate": off.process.pid}, url=off.check_url, script=distinct_script)
+            name,
+            loadgen.Load("wrk", {"authgate": off.process.pid}, url=off.check_url, script=distinct_script),
+            metrics_port=off.metrics_port,
+            cycles_tokens=True,
         )
 
     # gRPC direct: authgate's gRPC port and the trivial grpc.aio servicer, same ghz settings.
@@ -285,7 +320,9 @@ def start(
             "ghz", pids, address=f"127.0.0.1:{port}", call=protoset.CALL, protoset=protoset_file, data_file=check_data
         )
 
-    setup.configs["authgate-grpc"] = Config("authgate-grpc", grpc_load({"authgate": off.process.pid}, off.grpc_port))
+    setup.configs["authgate-grpc"] = Config(
+        "authgate-grpc", grpc_load({"authgate": off.process.pid}, off.grpc_port), metrics_port=off.metrics_port
+    )
     setup.configs["grpc-ceiling"] = Config("grpc-ceiling", grpc_load({"server": ceiling.pid}, ceiling_port))
     if ghz is not None:
         _wait_grpc(ghz, setup.configs["grpc-ceiling"].load, ceiling, work / "ceiling.log")
@@ -317,6 +354,7 @@ def start(
         setup.configs[f"envoy-{kind}-authgate"] = Config(
             f"envoy-{kind}-authgate",
             loadgen.Load("wrk", {"envoy": process.pid, "authgate": off.process.pid}, url=url, script=with_token),
+            metrics_port=off.metrics_port,
         )
 
     if with_authorino:
@@ -375,16 +413,22 @@ def run_rounds(
     grpc_concurrency: int,
     load_prefix: list[str],
     ghz: str | None,
+    only: list[str] | None = None,
 ) -> Rounds:
-    order = [name for name in ORDER if name in setup.configs]
+    order = [name for name in ORDER if name in setup.configs and (not only or name in only)]
     runs: dict[str, list[loadgen.Measured]] = {name: [] for name in order}
     for round_no in range(1, rounds + 1):
         for name in order:
             config = setup.configs[name]
             width = grpc_concurrency if config.load.kind == "ghz" else connections
             if warmup > 0:
-                loadgen.run(config.load, warmup, width, load_prefix, ghz)
-            measured = loadgen.run(config.load, duration, width, load_prefix, ghz)
+                config.sent(loadgen.run(config.next_run(), warmup, width, load_prefix, ghz), width)
+            before = cache_counters(config.metrics_port) if config.metrics_port else {}
+            measured = loadgen.run(config.next_run(), duration, width, load_prefix, ghz)
+            config.sent(measured, width)
+            if config.metrics_port:
+                after = cache_counters(config.metrics_port)
+                measured.cache = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
             bad = measured.requests - measured.errors if config.expect_errors else measured.errors
             if bad:
                 print(f"warning: {name}: {bad} unexpected answers ({measured.statuses or 'non-2xx'})", flush=True)

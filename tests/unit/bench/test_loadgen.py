@@ -102,6 +102,7 @@ def test_wrk_script_cycles_tokens_from_a_file_and_prints_the_cdf(tmp_path) -> No
     assert 'wrk.headers["Host"] = "bench.example.com"' in script
     assert f'io.lines("{tmp_path / "tokens.txt"}")' in script
     assert 'wrk.headers["Authorization"] = "Bearer " .. tokens[i]' in script
+    assert 'os.getenv("BENCH_TOKEN_OFFSET")' in script  # a run goes on where the previous one stopped
     assert "latency:percentile(p)" in script and "99.9" in script
 
 
@@ -110,3 +111,18 @@ def test_cpu_per_request_per_role() -> None:
     measured.cpu = {"envoy": 0.3, "authgate": 0.5}
     assert measured.cpu_us_per_request() == pytest.approx(800.0)
     assert measured.cpu_us_per_request("envoy") == pytest.approx(300.0)
+
+
+def test_cache_counters_from_a_metrics_page() -> None:
+    from bench.table import parse_cache_counters
+
+    text = (
+        "# HELP authgate_verified_token_cache_total Verified-token cache lookups.\n"
+        "# TYPE authgate_verified_token_cache_total counter\n"
+        'authgate_verified_token_cache_total{result="hit"} 1234.0\n'
+        'authgate_verified_token_cache_total{result="miss"} 5.0\n'
+        'authgate_verified_token_cache_created{result="hit"} 1.7e+09\n'
+    )
+    assert parse_cache_counters(text) == {"hit": 1234.0, "miss": 5.0}
+    measured = loadgen.Measured(rps=1.0, requests=1, p50_ms=1.0, p99_ms=1.0, errors=0, cache={"hit": 3.0, "miss": 1.0})
+    assert measured.cache_hit_ratio == pytest.approx(0.75)
