@@ -315,6 +315,14 @@ def render(run: Run) -> str:
         "compare the ratios, which come from alternating runs of one session."
     )
     add("")
+    add(
+        "Reproduce: `make bench` (builds Authorino and ghz once into the tools cache, installs matplotlib from the "
+        "`bench` extra, then runs `python -m bench` and the exchange and facade benchmarks); `make bench "
+        "BENCH_ARGS=--quick` checks the harness in a few minutes (1 round of 3 s, fewer tokens); `python -m bench "
+        "--help` lists the options (`--rounds`, `--duration`, `--distinct-tokens`, `--rss-tokens`, `--only`, "
+        "`--skip-*`)."
+    )
+    add("")
     add("## Machine")
     add("")
     add("| | |")
@@ -322,6 +330,14 @@ def render(run: Run) -> str:
     for key, value in run.machine:
         add(f"| {key} | {value} |")
     add(f"| load average (1, 5, 15 min) | at start {run.load_start}; at end {run.load_end} |")
+    if run.rounds is not None:
+        others = [m.other_cpu for runs in run.rounds.runs.values() for m in runs]
+        if others:
+            add(
+                f"| other work during the measured runs | median {_median(others):.2f}, max {max(others):.2f} "
+                "CPU-seconds per second (of 2 CPUs): above ~0.2 the absolute figures are depressed, trust the "
+                "per-CPU ratios |"
+            )
     add("")
     for note in run.notes:
         add(f"- {note}")
@@ -350,7 +366,7 @@ def _render_table(add, run: Run) -> None:
     add("## The configurations side by side")
     add("")
     add(
-        f"{run.pinning}. {s['rounds']} rounds; in each, every configuration once in the order below "
+        f"{run.pinning[:1].upper()}{run.pinning[1:]}. {s['rounds']} rounds; in each, every configuration once in the order below "
         f"({s['warmup']:g} s warm-up, then {s['duration']:g} s measured), so the configurations alternate. "
         f"wrk: 1 thread, {s['connections']} connections, HTTP/1.1 keep-alive; ghz: {s['grpc_concurrency']} concurrent "
         "calls on one HTTP/2 connection, `--cpus 1`. Every request carries the same valid ES256 token (RFC 9068, "
@@ -359,7 +375,15 @@ def _render_table(add, run: Run) -> None:
         "resource, `typ` and `sub` required, scope → role, two rules); the baselines run under Uvicorn with "
         "authgate's settings. Envoy (1 worker) answers 200 itself (`direct_response`) after its check. "
         "*server CPU µs/req* is the CPU time (user + system, /proc) the server processes used during the measured "
-        "run divided by the requests answered: Envoy and the authorizer apart where both run. Medians over rounds."
+        "run divided by the requests answered: Envoy and the authorizer apart where both run. Medians over rounds. "
+        "Two authgate processes serve the rows: one at the default log level (`info`, a decision line per check, "
+        "to a file) for the first authgate row, one at `--log-level warning` for every other authgate row (401, "
+        "distinct tokens, gRPC direct, behind Envoy). The distinct-token rows cycle over their token file, each run "
+        "going on where the previous one stopped, so the tokens come back only after the cache (10,000 entries "
+        "today) has forgotten them: the *cache hits* column of *Every run* shows it. Authorino (bench/authorino.py) "
+        "reads an AuthConfig from a real kube-apiserver: the same issuer by discovery, `iss` and `aud` pattern rules "
+        "(it checks neither by default), the `mcp:read` scope, the same identity headers; it does not check "
+        "`typ: at+jwt` (its rules cannot see the JOSE header). It logs at `error`, like authgate at warning level."
     )
     add("")
     add("| configuration | req/s | server CPU µs/req | p50 ms | p99 ms | runs (req/s) |")
