@@ -366,7 +366,8 @@ def _render_table(add, run: Run) -> None:
     add("## The configurations side by side")
     add("")
     add(
-        f"{run.pinning[:1].upper()}{run.pinning[1:]}. {s['rounds']} rounds; in each, every configuration once in the order below "
+        f"{run.pinning[:1].upper()}{run.pinning[1:]}. {s['rounds']} rounds; in each, every configuration once "
+        "in the order below "
         f"({s['warmup']:g} s warm-up, then {s['duration']:g} s measured), so the configurations alternate. "
         f"wrk: 1 thread, {s['connections']} connections, HTTP/1.1 keep-alive; ghz: {s['grpc_concurrency']} concurrent "
         "calls on one HTTP/2 connection, `--cpus 1`. Every request carries the same valid ES256 token (RFC 9068, "
