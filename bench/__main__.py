@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     load_start = report.loadavg()
+    machine_at_start = report.machine_info()  # the commit measured, not the one at the end
     server_prefix, load_prefix, pinning = throughput.pinning()
     ghz = authorino.built("ghz")
     with_authorino = not args.skip_authorino and authorino.built("authorino") is not None
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     load_prefix,
                     ghz,
                     args.only,
+                    server_prefix,
                 )
         if not args.skip_memory:
             print("RSS against distinct tokens, p99 at half the maximum rate ...", flush=True)
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if (run.rounds is not None or run.memory is not None) and not run.figures:
         run.notes.append("No plots: matplotlib is not installed (`pip install -e '.[bench]'`, as `make bench` does).")
     run.machine = [
-        *report.machine_info(),
+        *machine_at_start,
         ("Envoy", _version_of([str(Path(sys.executable).with_name("envoy")), "--version"]).split("version: ")[-1]),
         ("Authorino", _version_of([authorino.built("authorino") or "authorino", "version"])),
         ("ghz", _version_of([ghz or "ghz", "--version"])),

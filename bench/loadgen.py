@@ -38,6 +38,7 @@ class Measured:
     other_cpu: float = float("nan")  # the rest of the machine's
     statuses: dict[str, int] = field(default_factory=dict)
     cache: dict[str, float] = field(default_factory=dict)  # authgate's verified-token cache lookups, by result
+    reference: dict[str, float] = field(default_factory=dict)  # distinct-token rows: floor_us, claims_us just after
 
     @property
     def cache_hit_ratio(self) -> float:

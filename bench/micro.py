@@ -222,3 +222,31 @@ def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
 
 def measure(issuer: StaticIssuer, policy_file: Path) -> MicroResult:
     return run_on_uvloop(_measure(issuer, policy_file))
+
+
+def write_reference_input(path: Path, issuer: StaticIssuer, alg: str, token: str, audience: str) -> Path:
+    path.write_text(
+        json.dumps(
+            {"alg": alg, "token": token, "jwk": issuer.public_jwk(alg), "issuer": issuer.issuer, "audience": audience}
+        )
+    )
+    return path
+
+
+def reference(input_file: Path) -> dict[str, float]:
+    """The uncached-validation reference's in-process terms for one token: the `cryptography`
+    floor and the claim checks, µs (best of 5). bench/table.py runs it pinned to the server CPU
+    right after each distinct-token run, so it sees the same machine as that run."""
+    spec = json.loads(input_file.read_text())
+    public = jwk.JWK(**spec["jwk"]).get_op_key("verify")
+    floor_us, _ = best_sync(floor_verifier(public, spec["alg"], spec["token"]))
+    claims_us, _ = best_sync(claim_checker(spec["token"], spec["issuer"], spec["audience"]))
+    return {"floor_us": floor_us, "claims_us": claims_us}
+
+
+if __name__ == "__main__":  # python -m bench.micro reference INPUT.json (bench/table.py)
+    import sys
+
+    if sys.argv[1:2] != ["reference"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python -m bench.micro reference INPUT.json")
+    print(json.dumps(reference(Path(sys.argv[2]))))

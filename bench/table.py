@@ -25,6 +25,7 @@ Configurations (names are the keys of the report):
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from pathlib import Path
 import httpx
 from tests.infra.ports import free_port
 
-from bench import authorino, envoy, loadgen, protoset
+from bench import authorino, envoy, loadgen, micro, protoset
 from bench.issuer import CHECK_URL, RESOURCE, SCOPE, StaticIssuer, policy_yaml
 from bench.tokens import distinct_tokens, write_tokens
 
@@ -77,6 +78,7 @@ class Config:
     expect_errors: bool = False  # the 401 row: every answer is a non-2xx
     metrics_port: int | None = None  # authgate's: its verified-token cache counters, read around each run
     cycles_tokens: bool = False  # its wrk script cycles over a token file: each run goes on where the last stopped
+    reference_input: Path | None = None  # distinct-token rows: bench.micro's reference, measured after each run
     tokens_sent: int = 0
 
     def next_run(self) -> loadgen.Load:
@@ -301,11 +303,14 @@ def start(
             continue
         tokens = write_tokens(work / f"tokens-{alg}.txt", distinct_tokens(issuer, alg, RESOURCE, SCOPE, distinct))
         distinct_script = script(name, {"Host": HOST}, tokens)
+        sample = tokens.read_text().split("\n", 1)[0]
+        reference_input = micro.write_reference_input(work / f"reference-{alg}.json", issuer, alg, sample, RESOURCE)
         setup.configs[name] = Config(
             name,
             loadgen.Load("wrk", {"authgate": off.process.pid}, url=off.check_url, script=distinct_script),
             metrics_port=off.metrics_port,
             cycles_tokens=True,
+            reference_input=reference_input,
         )
 
     # gRPC direct: authgate's gRPC port and the trivial grpc.aio servicer, same ghz settings.
@@ -414,6 +419,7 @@ def run_rounds(
     load_prefix: list[str],
     ghz: str | None,
     only: list[str] | None = None,
+    server_prefix: list[str] | None = None,
 ) -> Rounds:
     order = [name for name in ORDER if name in setup.configs and (not only or name in only)]
     runs: dict[str, list[loadgen.Measured]] = {name: [] for name in order}
@@ -426,6 +432,23 @@ def run_rounds(
             before = cache_counters(config.metrics_port) if config.metrics_port else {}
             measured = loadgen.run(config.next_run(), duration, width, load_prefix, ghz)
             config.sent(measured, width)
+            if config.reference_input is not None:
+                done = subprocess.run(
+                    [
+                        *(server_prefix or []),
+                        sys.executable,
+                        "-m",
+                        "bench.micro",
+                        "reference",
+                        str(config.reference_input),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=ROOT,
+                    timeout=120,
+                )
+                measured.reference = json.loads(done.stdout)
             if config.metrics_port:
                 after = cache_counters(config.metrics_port)
                 measured.cache = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
