@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-
 IDP_STAMP := hack/idp/node_modules/.installed-$(shell cat hack/idp/package-lock.json 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test check lint format fuzz soak bench tools system-packages idp go-tools schemas cluster-up cluster-down node-up image chart-crds bench-operator clean
+.PHONY: help venv run test check lint format fuzz soak bench bench-tools tools system-packages idp go-tools schemas cluster-up cluster-down node-up image chart-crds bench-operator clean
 
 help:
 	@echo "make run     - authgate demo: the service plus a local demo issuer, with curl lines to try"
@@ -18,7 +18,8 @@ help:
 	@echo "               CoreDNS); root"
 	@echo "make image   - build the authgate image daemonless (buildah) as authgate:dev, into the node if up"
 	@echo "make cluster-down - stop the node and the control plane, clean up what they changed"
-	@echo "make bench   - benchmarks (wrk against the check port, token validation micro-benchmarks)"
+	@echo "make bench   - benchmarks: authgate, baselines, Envoy and Authorino side by side (bench/REPORT.md);"
+	@echo "               builds Authorino and ghz once (cached); quick check: make bench BENCH_ARGS=--quick"
 	@echo "make soak    - 10 minutes at 70% of the maximum rate, mixed tokens: 5xx, RSS, p99 drift (bench/SOAK.md)"
 	@echo "make tools   - install the test tools: Debian nginx and wrk, npm oidc-provider, and the Go-built"
 	@echo "               kube-apiserver, etcd, kubectl, helm, kubeconform, traefik, the node's binaries"
@@ -73,10 +74,23 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# wrk and in-process benchmarks (bench/REPORT.md), then Envoy's three checks (bench/ENVOY.md).
-bench: tools
-	$(BIN)/python -m bench
-	$(BIN)/python -m bench.envoy
+# Every configuration of issue #14 side by side (bench/REPORT.md and its PNG plots), then the
+# token-exchange and facade benchmarks. The peers (Authorino, ghz) are built here only, never by
+# `make tools`; matplotlib comes from the optional `bench` extra, never installed by `make test`.
+# A quick check of the harness: make bench BENCH_ARGS=--quick (or --rounds 1 --duration 3).
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-extra-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+$(BENCH_STAMP): $(PY_STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,operator,bench]'
+	@rm -f $(VENV)/.bench-extra-*
+	@touch $@
+
+bench-tools:
+	hack/tools/build.sh bench
+
+bench: tools bench-tools $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.exchange
 	$(BIN)/python -m bench.facade
 	$(BIN)/python -m bench.dpop

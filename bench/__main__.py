@@ -1,8 +1,16 @@
-"""`python -m bench`: token-validation micro-benchmarks, then wrk throughput; writes bench/REPORT.md.
+"""`python -m bench`: every row of issue #14's table in one run, side by side, with the
+targets' ratios, RSS against cached tokens, p99 at half the maximum rate, snapshot scale,
+token-validation micro-benchmarks, and PNG plots; writes bench/REPORT.md (and its figures).
 
-    python -m bench [--duration 10] [--rounds 3] [--skip-micro] [--skip-throughput]
+    python -m bench [--rounds 5] [--duration 10] [--warmup 1] [--quick]
+                    [--distinct-tokens 20000] [--rss-tokens 0,10000,50000,100000]
+                    [--only NAME,...] [--skip-authorino] [--skip-other-algs]
+                    [--skip-table] [--skip-memory] [--skip-scale] [--skip-micro]
 
-Bounded: with the defaults about three minutes on two cores. Loopback only.
+`--quick` is 1 round of 3 s with smaller token counts: a check that the harness works, not
+a measurement; `--only` runs some configurations (names in bench/table.py). The defaults
+take about 20 minutes on two cores. Loopback only. Authorino and
+ghz come from the tools cache (`hack/tools/build.sh bench`, which `make bench` runs).
 """
 
 from __future__ import annotations
@@ -10,115 +18,176 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import micro, report, throughput
-from bench.issuer import StaticIssuer, policy_yaml
+from bench import authorino, micro, plots, report, scale, table, throughput
+from bench import memory as memory_bench
+from bench.issuer import RESOURCE, SCOPE, StaticIssuer, policy_yaml
 
 REPORT = Path(__file__).resolve().with_name("REPORT.md")
-ORDER = ["authgate", "starlette-lambda", "authgate-info", "starlette-async"]
 
 
-def run_throughput(issuer: StaticIssuer, policy_file: Path, work_dir: Path, args) -> report.ThroughputResult:
-    server_prefix, wrk_prefix, pinning = throughput.pinning()
-    token = issuer.token("ES256", "https://bench.example.com/mcp", "mcp:read mcp:write")
-    script = throughput.write_lua(work_dir / "check.lua", token)
-    targets: dict[str, throughput.Target] = {}
+def _counts(text: str) -> list[int]:
+    return sorted({int(part) for part in text.split(",") if part.strip()})
+
+
+def _version_of(command: list[str]) -> str:
     try:
-        for name, level in (("authgate", "warning"), ("authgate-info", "info")):
-            targets[name] = throughput.start_authgate(name, policy_file, work_dir, level, server_prefix, token)
-        for target in throughput.start_starlette(work_dir, server_prefix):
-            targets[target.name] = target
-        runs = []
-        info_requests = 1  # the readiness check
-        for round_no in range(1, args.rounds + 1):
-            for name in ORDER:
-                target = targets[name]
-                warm = throughput.run_wrk(target, script, wrk_prefix, args.warmup, args.connections)
-                result = throughput.run_wrk(target, script, wrk_prefix, args.duration, args.connections)
-                if name == "authgate-info":
-                    info_requests += warm.requests + result.requests
-                if result.non_2xx or result.socket_errors:
-                    print(f"warning: {name}: {result.non_2xx} non-2xx, {result.socket_errors} socket errors")
-                runs.append((round_no, name, result))
-                print(
-                    f"  round {round_no} {name:17s} {result.rps:9,.0f} req/s  p99 {result.p99_ms:6.2f} ms  "
-                    f"others' CPU {result.other_cpu:.2f}",
-                    flush=True,
-                )
-        time.sleep(0.5)  # let the info-level server finish writing its last lines
-        info_log = targets["authgate-info"].log_path
-        decisions = throughput.count_decisions(info_log)
-        log_bytes = info_log.stat().st_size
-    finally:
-        for target in targets.values():
-            target.stop()
-    return report.ThroughputResult(
-        pinning=pinning,
-        duration=args.duration,
-        warmup=args.warmup,
-        connections=args.connections,
-        rounds=args.rounds,
-        order=ORDER,
-        runs=runs,
-        decisions_logged=decisions,
-        requests_sent_info=info_requests,
-        log_bytes=log_bytes,
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return "absent"
+    return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr).strip() else "unknown"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of every configuration")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measured run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--grpc-concurrency", type=int, default=32, help="ghz concurrent calls (one connection)")
+    parser.add_argument("--distinct-tokens", type=int, default=20_000, help="tokens cycled in the cache-miss rows")
+    parser.add_argument("--rss-tokens", type=_counts, default=[0, 10_000, 50_000, 100_000], help="N for RSS")
+    parser.add_argument("--paced-seconds", type=float, default=10.0, help="seconds of each paced p99 run")
+    parser.add_argument("--scale-policies", type=_counts, default=list(scale.POLICY_COUNTS))
+    parser.add_argument(
+        "--only", type=lambda text: [n for n in text.split(",") if n], default=None, help="configurations to run"
     )
+    parser.add_argument("--quick", action="store_true", help="1 round of 3 s, fewer tokens: checks the harness")
+    parser.add_argument("--skip-authorino", action="store_true")
+    parser.add_argument("--skip-other-algs", action="store_true", help="no RS256 / EdDSA distinct-token rows")
+    parser.add_argument("--skip-table", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-micro", action="store_true")
+    parser.add_argument("--output", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.warmup, args.paced_seconds = 1, 3.0, 0.5, 3.0
+        args.distinct_tokens = min(args.distinct_tokens, 12_000)
+        args.rss_tokens = [0, 2_000, 12_000]
+        args.scale_policies = [1, 100, 1_000]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run")
-    parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk before each measured run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per server, alternating")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--skip-micro", action="store_true")
-    parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--output", type=Path, default=REPORT)
-    args = parser.parse_args(argv)
-    if not args.skip_throughput and shutil.which("wrk") is None:
-        print("error: wrk is not installed: run `make tools` (Debian package wrk)", file=sys.stderr)
-        return 1
-
+    args = parse_args(argv)
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     load_start = report.loadavg()
-    micro_result = throughput_result = None
+    machine_at_start = report.machine_info()  # the commit measured, not the one at the end
+    server_prefix, load_prefix, pinning = throughput.pinning()
+    ghz = authorino.built("ghz")
+    with_authorino = not args.skip_authorino and authorino.built("authorino") is not None
+    if args.only and not any("authorino" in name for name in args.only):
+        with_authorino = False
+    labels = {
+        name: label.format(n=args.distinct_tokens, c=args.grpc_concurrency) for name, label in table.LABELS.items()
+    }
+    run = report.Run(
+        started=started,
+        elapsed=0.0,
+        command="python -m bench" + ("".join(f" {a}" for a in sys.argv[1:]) if argv is None else " ".join(argv)),
+        machine=[],
+        load_start=load_start,
+        load_end="",
+        pinning=pinning,
+        settings={
+            "rounds": args.rounds,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "connections": args.connections,
+            "grpc_concurrency": args.grpc_concurrency,
+        },
+        labels=labels,
+    )
+    if not args.skip_authorino and not with_authorino:
+        run.notes.append("Authorino is not built (`hack/tools/build.sh authorino`): its rows are empty.")
     with contextlib.ExitStack() as stack:
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="authgate-bench-")))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="authgate-bench-")))
         issuer = stack.enter_context(StaticIssuer())
-        policy_file = work_dir / "policy.yaml"
-        policy_file.write_text(policy_yaml(issuer.issuer))
+        token = issuer.token("ES256", RESOURCE, SCOPE)
+        (work / "policy.yaml").write_text(policy_yaml(issuer.issuer))
         if not args.skip_micro:
             print("token validation micro-benchmarks ...", flush=True)
-            micro_result = micro.measure(issuer, policy_file)
-            for row in micro_result.rows:
-                print(
-                    f"  {row.alg:6s} floor {row.floor_us:6.1f}  uncached {row.uncached_us:6.1f}  "
-                    f"cached {row.cached_us:5.1f}  jwcrypto {row.jwcrypto_us:6.1f} µs"
+            run.micro = micro.measure(issuer, work / "policy.yaml")
+        if not args.skip_table:
+            print("the configurations side by side ...", flush=True)
+            with contextlib.ExitStack() as servers:
+                setup = table.start(
+                    servers,
+                    work / "table",
+                    issuer,
+                    token,
+                    server_prefix,
+                    distinct=args.distinct_tokens,
+                    ghz=ghz,
+                    with_authorino=with_authorino,
+                    with_other_algs=not args.skip_other_algs,
                 )
-        if not args.skip_throughput:
-            print("throughput (wrk) ...", flush=True)
-            throughput_result = run_throughput(issuer, policy_file, work_dir, args)
+                run.notes += setup.notes
+                run.rounds = table.run_rounds(
+                    setup,
+                    args.rounds,
+                    args.duration,
+                    args.warmup,
+                    args.connections,
+                    args.grpc_concurrency,
+                    load_prefix,
+                    ghz,
+                    args.only,
+                    server_prefix,
+                )
+        if not args.skip_memory:
+            print("RSS against distinct tokens, p99 at half the maximum rate ...", flush=True)
+            maximum = None
+            if run.rounds is not None and run.rounds.runs.get("authgate-log-on"):
+                maximum = statistics.median(m.rps for m in run.rounds.runs["authgate-log-on"])
+            else:
+                run.notes.append("No paced p99: it needs the maximum rate from the table (--skip-table was given).")
+            run.memory = memory_bench.measure(
+                work,
+                issuer,
+                token,
+                server_prefix,
+                load_prefix,
+                args.rss_tokens,
+                maximum / 2 if maximum else None,
+                args.paced_seconds,
+            )
+        if not args.skip_scale:
+            print("snapshot scale ...", flush=True)
+            run.scale = scale.measure(issuer, args.scale_policies)
 
-    command = "python -m bench" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:]))
-    text = report.render(
-        started,
-        time.monotonic() - clock,
-        command.strip(),
-        report.machine_info(),
-        load_start,
-        report.loadavg(),
-        throughput_result,
-        micro_result,
-    )
-    args.output.write_text(text)
-    print(f"wrote {args.output} in {time.monotonic() - clock:.0f} s")
+    figures_dir = args.output.parent
+    stem = args.output.stem.lower()
+    if run.rounds is not None:
+        for name, draw in (("throughput", plots.throughput), ("latency_cdf", plots.latency_cdf)):
+            path = draw(figures_dir / f"{stem}-{name}.png", run.rounds.runs, run.rounds.order)
+            if path is not None:
+                run.figures[name] = path.name
+    if run.memory is not None:
+        path = plots.rss(figures_dir / f"{stem}-rss.png", run.memory.points)
+        if path is not None:
+            run.figures["rss"] = path.name
+    if (run.rounds is not None or run.memory is not None) and not run.figures:
+        run.notes.append("No plots: matplotlib is not installed (`pip install -e '.[bench]'`, as `make bench` does).")
+    run.machine = [
+        *machine_at_start,
+        ("Envoy", _version_of([str(Path(sys.executable).with_name("envoy")), "--version"]).split("version: ")[-1]),
+        ("Authorino", _version_of([authorino.built("authorino") or "authorino", "version"])),
+        ("ghz", _version_of([ghz or "ghz", "--version"])),
+        ("grpcio", report._version("grpcio")),
+    ]
+    run.load_end = report.loadavg()
+    run.elapsed = time.monotonic() - clock
+    args.output.write_text(report.render(run))
+    print(f"wrote {args.output} in {run.elapsed:.0f} s")
     return 0
 
 

@@ -1,6 +1,7 @@
 """The speed reference: a bare Starlette route under Uvicorn with authgate's settings.
 
-    python -m bench.baseline PORT
+    python -m bench.baseline PORT          # Starlette, routes `/` and `/async`
+    python -m bench.baseline PORT raw      # a raw ASGI app: 200 "ok", nothing else
 
 Settings copied from authgate.server._config (httptools, no access log, no lifespan,
 no server header, keep-alive 75 s, one worker), plus the uvloop loop that
@@ -28,10 +29,18 @@ async def ok(request) -> PlainTextResponse:
 
 app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok")), Route("/async", ok)])
 
+_RAW_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+_RAW_BODY = {"type": "http.response.body", "body": b"ok"}
 
-def main(port: int) -> None:
+
+async def raw_app(scope, receive, send) -> None:
+    await send(_RAW_START)
+    await send(_RAW_BODY)
+
+
+def main(port: int, raw: bool = False) -> None:
     config = uvicorn.Config(
-        app,
+        raw_app if raw else app,
         host="127.0.0.1",
         port=port,
         http="httptools",
@@ -48,4 +57,4 @@ def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), raw=sys.argv[2:] == ["raw"])

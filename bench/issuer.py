@@ -25,6 +25,8 @@ class StaticIssuer:
     def __init__(self) -> None:
         self.keys = {alg: SigningKey.generate(alg) for alg in ALGORITHMS}
         self.server = JwksServer(list(self.keys.values()))
+        # as IdPs publish it; go-oidc (Authorino) accepts only RS256 without it
+        self.server.discovery_extra = {"id_token_signing_alg_values_supported": list(ALGORITHMS)}
         self.issuer = self.server.issuer
         self.jwks_uri = self.server.jwks_uri
 

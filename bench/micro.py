@@ -16,6 +16,7 @@ decision log off and on, which is what `--log-level` changes per request.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -62,6 +63,32 @@ class MicroResult:
     check_quiet_us: float  # AuthService.check, cache hit, decision log below level
     check_logged_us: float  # the same, decision log at info through the JSON formatter
     iterations: dict[str, int]
+    claim_checks_us: float = float("nan")  # split, base64url + JSON decode, typ/iss/aud/exp/nbf/sub checks
+
+
+def claim_checker(token: str, issuer: str, audience: str) -> Callable[[], None]:
+    """The least a validator must do besides the signature, by hand: split the compact JWS,
+    decode header and payload, check typ, alg, iss, aud, exp, nbf and sub (the reference for
+    the uncached-validation target, with the `cryptography` floor and a raw ASGI request)."""
+
+    def check() -> None:
+        header_b64, payload_b64, _ = token.split(".")
+        header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+        claims = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
+        now = time.time()
+        aud = claims["aud"]
+        if not (
+            header["typ"] == "at+jwt"
+            and header["alg"] in ("RS256", "ES256", "EdDSA")
+            and claims["iss"] == issuer
+            and (aud == audience if isinstance(aud, str) else audience in aud)
+            and claims["exp"] > now - 60
+            and claims.get("nbf", 0) <= now + 60
+            and isinstance(claims["sub"], str)
+        ):
+            raise ValueError("claims")
+
+    return check
 
 
 def best_sync(fn: Callable[[], object]) -> tuple[float, int]:
@@ -178,7 +205,9 @@ async def _measure(issuer: StaticIssuer, policy_file: Path) -> MicroResult:
             root.handlers[:] = saved[1]
     finally:
         await service.stop()
-    return MicroResult(rows, quiet_us, logged_us, iterations)
+    claims_token = issuer.token("ES256", RESOURCE, SCOPE)
+    claims_us, iterations["claim checks"] = best_sync(claim_checker(claims_token, issuer.issuer, RESOURCE))
+    return MicroResult(rows, quiet_us, logged_us, iterations, claims_us)
 
 
 def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
@@ -193,3 +222,31 @@ def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
 
 def measure(issuer: StaticIssuer, policy_file: Path) -> MicroResult:
     return run_on_uvloop(_measure(issuer, policy_file))
+
+
+def write_reference_input(path: Path, issuer: StaticIssuer, alg: str, token: str, audience: str) -> Path:
+    path.write_text(
+        json.dumps(
+            {"alg": alg, "token": token, "jwk": issuer.public_jwk(alg), "issuer": issuer.issuer, "audience": audience}
+        )
+    )
+    return path
+
+
+def reference(input_file: Path) -> dict[str, float]:
+    """The uncached-validation reference's in-process terms for one token: the `cryptography`
+    floor and the claim checks, µs (best of 5). bench/table.py runs it pinned to the server CPU
+    right after each distinct-token run, so it sees the same machine as that run."""
+    spec = json.loads(input_file.read_text())
+    public = jwk.JWK(**spec["jwk"]).get_op_key("verify")
+    floor_us, _ = best_sync(floor_verifier(public, spec["alg"], spec["token"]))
+    claims_us, _ = best_sync(claim_checker(spec["token"], spec["issuer"], spec["audience"]))
+    return {"floor_us": floor_us, "claims_us": claims_us}
+
+
+if __name__ == "__main__":  # python -m bench.micro reference INPUT.json (bench/table.py)
+    import sys
+
+    if sys.argv[1:2] != ["reference"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python -m bench.micro reference INPUT.json")
+    print(json.dumps(reference(Path(sys.argv[2]))))

@@ -1,4 +1,4 @@
-"""Machine facts and the Markdown of bench/REPORT.md."""
+"""Machine facts, the issue #14 targets and the Markdown of bench/REPORT.md."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import platform
 import re
 import statistics
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from bench.memory import MemoryResult, RssPoint
 from bench.micro import MicroResult
-from bench.throughput import WrkResult
+from bench.scale import ScaleResult
+from bench.table import TABLE_ROWS, Rounds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,191 +81,483 @@ def machine_info() -> list[tuple[str, str]]:
     ]
 
 
-@dataclass
-class ThroughputResult:
-    pinning: str
-    duration: float
-    warmup: float
-    connections: int
-    rounds: int
-    order: list[str]
-    runs: list[tuple[int, str, WrkResult]]  # (round, target name, result)
-    decisions_logged: int | None  # decision lines written by the info-level authgate
-    requests_sent_info: int | None  # requests wrk completed against it (warm-ups included)
-    log_bytes: int | None
-
-    def rps(self, name: str) -> list[float]:
-        return [result.rps for _, target, result in self.runs if target == name]
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.rps(name))
-
-    def round_rps(self, round_no: int, name: str, per_cpu: bool = False) -> float:
-        result = next(r for n, target, r in self.runs if n == round_no and target == name)
-        return result.rps / result.server_cpu if per_cpu else result.rps
-
-    def per_cpu(self, name: str) -> float:
-        """Median requests per CPU-second the server itself used: robust to other work on the machine."""
-        values = [r.rps / r.server_cpu for _, target, r in self.runs if target == name and r.server_cpu > 0]
-        return statistics.median(values) if values else float("nan")
-
-
-LABELS = {
-    "authgate": "authgate `/ext-authz/nginx`, `--log-level warning`",
-    "authgate-info": "authgate `/ext-authz/nginx`, `--log-level info` (decision log on)",
-    "starlette-lambda": "Starlette `Route('/', lambda r: PlainTextResponse('ok'))`",
-    "starlette-async": "Starlette `async def` route returning `PlainTextResponse('ok')`",
-}
-
-
 def _fmt(value: float, digits: int = 1) -> str:
     return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN check
 
 
-def render(
-    started: datetime.datetime,
-    elapsed: float,
-    command: str,
-    machine: list[tuple[str, str]],
-    load_start: str,
-    load_end: str,
-    throughput: ThroughputResult | None,
-    micro: MicroResult | None,
-) -> str:
+def _percent(value: float) -> str:
+    return "" if value != value else f"{value:.0%}"
+
+
+def _median(values) -> float:
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Target:
+    """One target of issue #14: the measured ratio, the bound, and which side is good."""
+
+    what: str
+    value: float
+    bound: float
+    at_least: bool  # True: value >= bound meets it
+    per_cpu: float = float("nan")
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.value != self.value:
+            return "not measured"
+        met = self.value >= self.bound if self.at_least else self.value <= self.bound
+        return "met" if met else "**missed**"
+
+
+@dataclass
+class Run:
+    """Everything one `python -m bench` measured; the renderer reads nothing else."""
+
+    started: datetime.datetime
+    elapsed: float
+    command: str
+    machine: list[tuple[str, str]]
+    load_start: str
+    load_end: str
+    pinning: str
+    settings: dict[str, object]
+    rounds: Rounds | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    memory: MemoryResult | None = None
+    scale: ScaleResult | None = None
+    micro: MicroResult | None = None
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)  # name -> file name next to the report
+
+
+def _paired(rounds: Rounds, a: str, b: str, fn) -> float:
+    """Median over rounds of fn(run of a, run of b) for the runs of one round."""
+    runs_a, runs_b = rounds.runs.get(a) or [], rounds.runs.get(b) or []
+    return _median([fn(x, y) for x, y in zip(runs_a, runs_b, strict=False)])
+
+
+def rps_ratio(rounds: Rounds, a: str, b: str) -> float:
+    return _paired(rounds, a, b, lambda x, y: x.rps / y.rps if y.rps else float("nan"))
+
+
+def cpu_ratio(rounds: Rounds, a: str, b: str) -> float:
+    """Requests per server CPU-second of a over b (= b's CPU per request over a's)."""
+    return _paired(rounds, a, b, lambda x, y: y.cpu_us_per_request() / x.cpu_us_per_request())
+
+
+def cost_ratio(rounds: Rounds, a: str, b: str) -> float:
+    """Server CPU per request of a over b."""
+    return _paired(rounds, a, b, lambda x, y: x.cpu_us_per_request() / y.cpu_us_per_request())
+
+
+def targets(run: Run) -> list[Target]:
+    out: list[Target] = []
+    r = run.rounds
+    if r is not None:
+        out.append(
+            Target(
+                "cached allow / raw ASGI, decision log on (req/s)",
+                rps_ratio(r, "authgate-log-on", "raw-asgi"),
+                0.70,
+                True,
+                cpu_ratio(r, "authgate-log-on", "raw-asgi"),
+            )
+        )
+        out.append(
+            Target(
+                "cached allow / raw ASGI, `--log-level warning` (req/s)",
+                rps_ratio(r, "authgate-log-off", "raw-asgi"),
+                0.80,
+                True,
+                cpu_ratio(r, "authgate-log-off", "raw-asgi"),
+            )
+        )
+        out.append(
+            Target(
+                "401 (no token) CPU per request / cached allow's (same process, warning level)",
+                cost_ratio(r, "authgate-no-token", "authgate-log-off"),
+                1.0,
+                False,
+                note="a cost ratio: lower is better; req/s ratio "
+                f"{_fmt(rps_ratio(r, 'authgate-no-token', 'authgate-log-off'), 2)}",
+            )
+        )
+        out.append(
+            Target(
+                "Envoy + ext_authz HTTP → authgate / Envoy `jwt_authn` (req/s)",
+                rps_ratio(r, "envoy-http-authgate", "envoy-jwt-authn"),
+                0.90,
+                True,
+                cpu_ratio(r, "envoy-http-authgate", "envoy-jwt-authn"),
+            )
+        )
+        out.append(
+            Target(
+                "authgate gRPC Check direct / trivial grpc.aio servicer (req/s)",
+                rps_ratio(r, "authgate-grpc", "grpc-ceiling"),
+                0.80,
+                True,
+                cpu_ratio(r, "authgate-grpc", "grpc-ceiling"),
+            )
+        )
+        out.append(
+            Target(
+                "Envoy + gRPC → authgate / Envoy + gRPC → Authorino (req/s)",
+                rps_ratio(r, "envoy-grpc-authgate", "envoy-grpc-authorino"),
+                2.0,
+                True,
+                cpu_ratio(r, "envoy-grpc-authgate", "envoy-grpc-authorino"),
+            )
+        )
+        floors = {row.alg: row.floor_us for row in run.micro.rows} if run.micro is not None else {}
+        claims_us = run.micro.claim_checks_us if run.micro is not None else float("nan")
+        for alg, name in (
+            ("ES256", "authgate-distinct"),
+            ("RS256", "authgate-distinct-rs256"),
+            ("EdDSA", "authgate-distinct-eddsa"),
+        ):
+            if not r.runs.get(name):
+                continue
+            # per round: that run's CPU per request over (that round's raw ASGI + the floor and the claim
+            # checks measured pinned to the server CPU right after it); else the micro phase's figures
+            ratios, parts = [], []
+            for m, raw_run in zip(r.runs[name], r.runs.get("raw-asgi", []), strict=False):
+                floor = m.reference.get("floor_us", floors.get(alg, float("nan")))
+                claims = m.reference.get("claims_us", claims_us)
+                reference = raw_run.cpu_us_per_request() + floor + claims
+                ratios.append(m.cpu_us_per_request() / reference)
+                parts.append((m.cpu_us_per_request(), raw_run.cpu_us_per_request(), floor, claims))
+            if not parts:
+                continue
+            med = [_median(p[i] for p in parts) for i in range(4)]
+            source = "right after each run" if r.runs[name][0].reference else "in the micro phase"
+            out.append(
+                Target(
+                    f"uncached {alg} end to end, CPU per request / (raw ASGI + `cryptography` verify + claim checks)",
+                    _median(ratios),
+                    1.3,
+                    False,
+                    note=f"medians: {med[0]:.0f} µs / ({med[1]:.0f} + {med[2]:.0f} + {med[3]:.1f}) µs; verify and "
+                    f"claim checks timed in-process {source}",
+                )
+            )
+    if run.memory is not None:
+        for paced in run.memory.paced:
+            out.append(
+                Target(
+                    f"p99 (ms) at {paced.rate:,.0f} checks/s (50 % of the measured maximum), direct, {paced.label}",
+                    paced.figures.get("p99_ms", float("nan")),
+                    2.0,
+                    False,
+                    note=f"sent {paced.figures.get('rate_sent', 0):,.0f}/s, "
+                    f"answered {paced.figures.get('answered', 0):,}, "
+                    f"errors {sum(paced.figures.get('errors', {}).values())}",
+                )
+            )
+        per_100k = rss_per_100k(run.memory.points)
+        if per_100k is not None:
+            out.append(
+                Target(
+                    "RSS per 100,000 cached tokens (MB)",
+                    per_100k[0],
+                    50.0,
+                    False,
+                    note=per_100k[1],
+                )
+            )
+    if run.scale is not None:
+        s = run.scale
+        if 10_000 in s.compile_s:
+            out.append(Target("snapshot compile, 10,000 policies (s)", s.compile_s[10_000], 1.0, False))
+        biggest = max(s.check_by_policies_us)
+        out.append(
+            Target(
+                f"per-check cost, {biggest:,} policies / 1 policy",
+                s.check_by_policies_us[biggest] / s.check_by_policies_us[1],
+                1.1,
+                False,
+                note="“cost the same”: ≤ 1.1 taken as the same, in-process timings are noisy",
+            )
+        )
+        most = max(s.check_by_issuers_us)
+        out.append(
+            Target(
+                f"per-check cost, {most} issuers / 1 issuer",
+                s.check_by_issuers_us[most] / s.check_by_issuers_us[1],
+                1.1,
+                False,
+            )
+        )
+    return out
+
+
+def rss_per_100k(points: list[RssPoint]) -> tuple[float, str] | None:
+    """RSS growth per 100,000 *cached* entries between the first and the last point (the
+    cache's own gauge says how many it kept: today at most 10,000), and a note."""
+    if len(points) < 2 or points[-1].tokens == points[0].tokens:
+        return None
+    first, last = points[0], points[-1]
+    growth = (last.rss_bytes - first.rss_bytes) / 1e6
+    entries = last.cached_entries - first.cached_entries
+    note = (
+        f"{growth:.1f} MB for {last.tokens - first.tokens:,} tokens presented, of which the cache kept {entries:,.0f}"
+    )
+    if not entries > 0:
+        return float("nan"), note
+    note += f": {growth * 1e6 / entries:,.0f} bytes of RSS per cached entry, scaled to 100,000"
+    return growth * 100_000 / entries, note
+
+
+def render(run: Run) -> str:
     out: list[str] = []
     add = out.append
     add("# authgate benchmarks")
     add("")
     add(
-        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC in {elapsed:.0f} s; "
-        "every run overwrites this file. Absolute numbers depend on the machine and on what "
-        "else runs on it: compare the ratios, which come from alternating runs of one session."
+        f"Written by `{run.command}` on {run.started:%Y-%m-%d %H:%M} UTC in {run.elapsed:.0f} s; "
+        "every run overwrites this file and its figures. Absolute numbers depend on the machine and on what "
+        "else runs on it (this machine is shared: see the load average and the *others' CPU* column): "
+        "compare the ratios, which come from alternating runs of one session."
+    )
+    add("")
+    add(
+        "Reproduce: `make bench` (builds Authorino and ghz once into the tools cache, installs matplotlib from the "
+        "`bench` extra, then runs `python -m bench` and the exchange and facade benchmarks); `make bench "
+        "BENCH_ARGS=--quick` checks the harness in a few minutes (1 round of 3 s, fewer tokens); `python -m bench "
+        "--help` lists the options (`--rounds`, `--duration`, `--distinct-tokens`, `--rss-tokens`, `--only`, "
+        "`--skip-*`)."
     )
     add("")
     add("## Machine")
     add("")
     add("| | |")
     add("|---|---|")
-    for key, value in machine:
+    for key, value in run.machine:
         add(f"| {key} | {value} |")
-    add(f"| load average (1, 5, 15 min) | at start {load_start}; at end {load_end} |")
+    add(f"| load average (1, 5, 15 min) | at start {run.load_start}; at end {run.load_end} |")
+    if run.rounds is not None:
+        others = [m.other_cpu for runs in run.rounds.runs.values() for m in runs]
+        if others:
+            add(
+                f"| other work during the measured runs | median {_median(others):.2f}, max {max(others):.2f} "
+                "CPU-seconds per second (of 2 CPUs): above ~0.2 the absolute figures are depressed, trust the "
+                "per-CPU ratios |"
+            )
     add("")
-    if throughput is not None:
-        _render_throughput(add, throughput)
-    if micro is not None:
-        _render_micro(add, micro)
+    for note in run.notes:
+        add(f"- {note}")
+    if run.notes:
+        add("")
+    if run.rounds is not None:
+        _render_table(add, run)
+    targets_list = targets(run)
+    if targets_list:
+        _render_targets(add, targets_list)
+    if run.rounds is not None:
+        _render_runs(add, run)
+    if run.memory is not None:
+        _render_memory(add, run)
+    if run.scale is not None:
+        _render_scale(add, run.scale)
+    if run.micro is not None:
+        _render_micro(add, run.micro)
     return "\n".join(out) + "\n"
 
 
-def _render_throughput(add, t: ThroughputResult) -> None:
-    add("## Throughput: authgate's check port against a bare Starlette route")
+def _render_table(add, run: Run) -> None:
+    r = run.rounds
+    assert r is not None
+    s = run.settings
+    add("## The configurations side by side")
     add("")
     add(
-        f"wrk {t.connections} connections, 1 thread, {t.duration:g} s per run after a "
-        f"{t.warmup:g} s warm-up, {t.rounds} rounds in the order {', '.join(t.order)} "
-        f"(so each server alternates with the others); {t.pinning}. Every request carries "
-        "`X-Original-URL`, `X-Original-Method` and `Authorization: Bearer <ES256 token>` "
-        "(a Lua script), also to Starlette, which ignores them. authgate is the real "
-        "`authgate serve` process (one process, all four ports) with one policy whose "
-        "issuer is a local discovery + JWKS server; the token is valid, so every answer is "
-        "a 200 allow with identity headers, served from the verified-token cache after the "
-        "first request. Starlette runs under Uvicorn with authgate's settings (httptools, "
-        "uvloop, no access log, no lifespan, one worker)."
+        f"{run.pinning[:1].upper()}{run.pinning[1:]}. {s['rounds']} rounds; in each, every configuration once "
+        "in the order below "
+        f"({s['warmup']:g} s warm-up, then {s['duration']:g} s measured), so the configurations alternate. "
+        f"wrk: 1 thread, {s['connections']} connections, HTTP/1.1 keep-alive; ghz: {s['grpc_concurrency']} concurrent "
+        "calls on one HTTP/2 connection, `--cpus 1`. Every request carries the same valid ES256 token (RFC 9068, "
+        "`typ: at+jwt`) except the 401 row (none) and the distinct-token rows. authgate is the real `authgate serve` "
+        "process with the bench policy (bench/issuer.py: issuer by discovery from a local JWKS server, audience = "
+        "resource, `typ` and `sub` required, scope → role, two rules); the baselines run under Uvicorn with "
+        "authgate's settings. Envoy (1 worker) answers 200 itself (`direct_response`) after its check. "
+        "*server CPU µs/req* is the CPU time (user + system, /proc) the server processes used during the measured "
+        "run divided by the requests answered: Envoy and the authorizer apart where both run. Medians over rounds. "
+        "Two authgate processes serve the rows: one at the default log level (`info`, a decision line per check, "
+        "to a file) for the first authgate row, one at `--log-level warning` for every other authgate row (401, "
+        "distinct tokens, gRPC direct, behind Envoy). The distinct-token rows cycle over their token file, each run "
+        "going on where the previous one stopped, so the tokens come back only after the cache (10,000 entries "
+        "today) has forgotten them: the *cache hits* column of *Every run* shows it. Authorino (bench/authorino.py) "
+        "reads an AuthConfig from a real kube-apiserver: the same issuer by discovery, `iss` and `aud` pattern rules "
+        "(it checks neither by default), the `mcp:read` scope, the same identity headers; it does not check "
+        "`typ: at+jwt` (its rules cannot see the JOSE header). It logs at `error`, like authgate at warning level."
     )
     add("")
-    busy = statistics.median(r.other_cpu for _, _, r in t.runs)
-    if busy > 0.25:
+    add("| configuration | req/s | server CPU µs/req | p50 ms | p99 ms | runs (req/s) |")
+    add("|---|---:|---:|---:|---:|---|")
+    for name in TABLE_ROWS:
+        label = run.labels.get(name, name)
+        measured = r.runs.get(name) or []
+        if not measured:
+            add(f"| {label} | not measured | | | | |")
+            continue
+        rps = _median(m.rps for m in measured)
+        cpu = _median(m.cpu_us_per_request() for m in measured)
+        roles = list(measured[0].cpu)
+        split = ""
+        if len(roles) > 1:
+            split = (
+                " ("
+                + ", ".join(f"{role} {_median(m.cpu_us_per_request(role) for m in measured):.0f}" for role in roles)
+                + ")"
+            )
+        p50 = _median(m.p50_ms for m in measured)
+        p99 = _median(m.p99_ms for m in measured)
+        runs = ", ".join(f"{m.rps:,.0f}" for m in measured)
+        add(f"| {label} | {rps:,.0f} | {cpu:.1f}{split} | {p50:.2f} | {p99:.2f} | {runs} |")
+    extra = [n for n in ("authgate-distinct-rs256", "authgate-distinct-eddsa") if r.runs.get(n)]
+    if extra:
+        add("")
+        add("For the uncached-validation ratios, the same distinct-token run with the other algorithms:")
+        add("")
+        add("| configuration | req/s | server CPU µs/req | p50 ms | p99 ms |")
+        add("|---|---:|---:|---:|---:|")
+        for name in extra:
+            measured = r.runs[name]
+            add(
+                f"| {run.labels.get(name, name)} | {_median(m.rps for m in measured):,.0f} | "
+                f"{_median(m.cpu_us_per_request() for m in measured):.1f} | "
+                f"{_median(m.p50_ms for m in measured):.2f} | "
+                f"{_median(m.p99_ms for m in measured):.2f} |"
+            )
+    add("")
+    for name, title in (("throughput", "Requests/s per configuration"), ("latency_cdf", "Latency CDF")):
+        if name in run.figures:
+            add(f"![{title}]({run.figures[name]})")
+            add("")
+
+
+def _render_targets(add, targets_list: list[Target]) -> None:
+    add("## Issue #14's targets, measured in this run")
+    add("")
+    add(
+        "Ratios are medians of per-round ratios (each from runs a few seconds apart). *per server CPU-second*: "
+        "the same ratio computed from server CPU per request instead of req/s, robust to other work on the machine "
+        "taking CPU 0 from the server."
+    )
+    add("")
+    add("| target | measured | per server CPU-second | bound | verdict | note |")
+    add("|---|---:|---:|---:|---|---|")
+    for t in targets_list:
+        bound = ("≥ " if t.at_least else "≤ ") + f"{t.bound:g}"
+        add(f"| {t.what} | {_fmt(t.value, 2)} | {_fmt(t.per_cpu, 2)} | {bound} | {t.verdict} | {t.note} |")
+    add("")
+
+
+def _render_runs(add, run: Run) -> None:
+    r = run.rounds
+    assert r is not None
+    add("### Every run")
+    add("")
+    add(
+        "CPU columns in CPU-seconds per second of wall time: *servers* per process, *load* wrk or ghz, *others* "
+        "the rest of the machine (from /proc/stat, minus the servers, the load generator and the bench process). "
+        "*others* well above 0 means other work shared the cores and that run's req/s is low; the per-CPU ratios "
+        "correct for this to first order. *errors*: non-2xx (all of them in the 401 row) or failed gRPC calls. "
+        "*cache hits*: hits / lookups of authgate's verified-token cache during the run (its "
+        "`authgate_verified_token_cache_total` counter; empty where authgate is not involved or looked nothing up)."
+    )
+    add("")
+    add("| round | configuration | req/s | p50 ms | p99 ms | errors | cache hits | servers CPU | load CPU | others |")
+    add("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
+    for round_index in range(int(run.settings["rounds"])):
+        for name in r.order:
+            measured = r.runs[name]
+            if round_index >= len(measured):
+                continue
+            m = measured[round_index]
+            cpu = ", ".join(f"{role} {v:.2f}" for role, v in m.cpu.items())
+            add(
+                f"| {round_index + 1} | {name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors:,} "
+                f"| {_percent(m.cache_hit_ratio)} | {cpu} "
+                f"| {m.load_cpu:.2f} | {m.other_cpu:.2f} |"
+            )
+    add("")
+
+
+def _render_memory(add, run: Run) -> None:
+    m = run.memory
+    assert m is not None
+    add("## Memory: RSS against distinct valid tokens")
+    add("")
+    flag = (
+        "authgate has `--token-cache-entries`: the cache was sized to the largest N."
+        if m.cache_flag
+        else "authgate has no `--token-cache-entries` flag yet: the cache keeps its built-in bound (10,000 "
+        "entries today), so beyond it RSS measures the bound, not the cost per entry; the harness passes the flag "
+        "by itself once it exists."
+    )
+    add(
+        "One fresh authgate process (default log level), each token presented once (one check each, 32 keep-alive "
+        "connections), RSS from /proc/PID/status after each step, cache entries from authgate's own gauge "
+        f"`authgate_verified_token_cache_size`. {flag}"
+    )
+    add("")
+    add("| distinct tokens presented | RSS (MiB) | cache entries | RSS over N = 0 (MiB) |")
+    add("|---:|---:|---:|---:|")
+    base = m.points[0].rss_bytes if m.points else 0
+    for p in m.points:
         add(
-            f"**Note: other work used a median {busy:.2f} CPU-seconds per second during these runs "
-            '(column "others\' CPU" below): absolute req/s are depressed and noisier; the per '
-            "CPU-second columns hold up better. Rerun on a quiet machine for reference figures.**"
+            f"| {p.tokens:,} | {p.rss_bytes / 2**20:.1f} | {p.cached_entries:,.0f} | "
+            f"{(p.rss_bytes - base) / 2**20:.1f} |"
+        )
+    add("")
+    if "rss" in run.figures:
+        add(f"![RSS against cached tokens]({run.figures['rss']})")
+        add("")
+    if m.paced:
+        add("### p99 under a paced load at 50 % of the maximum rate")
+        add("")
+        add(
+            "bench/paced_load.py (open loop: check i is due at start + i / rate whatever happened before, 32 "
+            "connections at most), pinned to the load CPU, against the same process; the maximum rate is the "
+            "median req/s of the *cached valid token, default log level* row of this run."
         )
         add("")
-    add(
-        "| server | median req/s | runs (req/s) | authgate / this | median req per server CPU-second "
-        "| authgate / this, per CPU-second |"
-    )
-    add("|---|---:|---|---:|---:|---:|")
-    base, base_cpu = t.median("authgate"), t.per_cpu("authgate")
-    for name in t.order:
-        values = ", ".join(f"{v:,.0f}" for v in t.rps(name))
-        add(
-            f"| {LABELS[name]} | {t.median(name):,.0f} | {values} | {base / t.median(name):.2f} "
-            f"| {_fmt(t.per_cpu(name), 0)} | {_fmt(base_cpu / t.per_cpu(name), 2)} |"
-        )
-    add("")
-    lam, asy, info = t.median("starlette-lambda"), t.median("starlette-async"), t.median("authgate-info")
-    lam_cpu, asy_cpu, info_cpu = t.per_cpu("starlette-lambda"), t.per_cpu("starlette-async"), t.per_cpu("authgate-info")
-    add(
-        f"- **authgate / Starlette (lambda route, as specified): {base / lam:.2f}** "
-        f"(per server CPU-second: {_fmt(base_cpu / lam_cpu, 2)})"
-    )
-    add(
-        f"- authgate / Starlette (`async def` route): {base / asy:.2f} (per server CPU-second: "
-        f"{_fmt(base_cpu / asy_cpu, 2)}). Starlette runs a plain "
-        "function endpoint such as the lambda in its thread pool (`run_in_threadpool`); the "
-        "`async def` route is the like-for-like peer of authgate's check app, which never "
-        "leaves the event loop."
-    )
-    per_request = (1 / info_cpu - 1 / base_cpu) * 1e6
-    add(
-        f"- Decision log (`--log-level info`, the default): {info:,.0f} req/s, "
-        f"{info / base:.2f}x the warning-level rate ({_fmt(info_cpu / base_cpu, 2)}x per server "
-        f"CPU-second), i.e. about {_fmt(per_request, 0)} µs of server CPU per request for one JSON "
-        "log line written to a file."
-    )
-    add(
-        "- Server CPU per request (1 / median requests per server CPU-second): authgate "
-        f"{_fmt(1e6 / base_cpu, 0)} µs at warning level, {_fmt(1e6 / info_cpu, 0)} µs at info; "
-        f"Starlette {_fmt(1e6 / asy_cpu, 0)} µs (`async def`), {_fmt(1e6 / lam_cpu, 0)} µs (lambda)."
-    )
-    if t.decisions_logged is not None and t.requests_sent_info is not None:
-        per_line = (t.log_bytes or 0) / max(t.decisions_logged, 1)
-        add(
-            f"- The info-level server wrote {t.decisions_logged:,} decision lines "
-            f"(~{per_line:.0f} bytes each, to a file) for {t.requests_sent_info:,} responses "
-            "wrk counted (warm-ups included; wrk does not count the requests still in flight "
-            "when it stops)."
-        )
+        add("| tokens | rate offered | rate sent | answered | errors | p50 ms | p99 ms |")
+        add("|---|---:|---:|---:|---:|---:|---:|")
+        for paced in m.paced:
+            f = paced.figures
+            add(
+                f"| {paced.label} | {paced.rate:,.0f} | {f.get('rate_sent', 0):,.0f} | {f.get('answered', 0):,} | "
+                f"{sum(f.get('errors', {}).values())} | {f.get('p50_ms', float('nan')):.2f} | "
+                f"{f.get('p99_ms', float('nan')):.2f} |"
+            )
+        add("")
+
+
+def _render_scale(add, s: ScaleResult) -> None:
+    add("## Scale: snapshot compile and per-check cost against policies and issuers")
     add("")
     add(
-        "Paired ratios, round by round (each from runs a few seconds apart, so a slow "
-        "stretch of the machine hits both sides alike):"
+        "In-process (bench/scale.py). Compile: `compile_document` on a snapshot document of N copies of the bench "
+        "policy on distinct hosts (what each replica runs on an admin PUT). Per check: `AuthService.check`, cached "
+        "ES256 token, decision log off, µs per check (best of 5), the request to the last policy; extra issuers "
+        "come before the token's issuer in the policy."
     )
     add("")
-    pairs = [
-        ("authgate / Starlette lambda", "authgate", "starlette-lambda"),
-        ("authgate / Starlette `async def`", "authgate", "starlette-async"),
-        ("authgate info / authgate warning", "authgate-info", "authgate"),
-    ]
-    rounds = sorted({round_no for round_no, _, _ in t.runs})
-    add("| ratio | " + " | ".join(f"round {r}" for r in rounds) + " | median |")
-    add("|---|" + "---:|" * (len(rounds) + 1))
-    for per_cpu in (False, True):
-        for label, a, b in pairs:
-            values = [t.round_rps(r, a, per_cpu) / t.round_rps(r, b, per_cpu) for r in rounds]
-            cells = " | ".join(f"{v:.2f}" for v in values)
-            suffix = ", per server CPU-second" if per_cpu else ""
-            add(f"| {label}{suffix} | {cells} | **{statistics.median(values):.2f}** |")
+    add("| policies | compile (s) | µs per check |")
+    add("|---:|---:|---:|")
+    for count in sorted(s.compile_s):
+        add(f"| {count:,} | {s.compile_s[count]:.3f} | {_fmt(s.check_by_policies_us.get(count, float('nan')))} |")
     add("")
-    add("Every run (p50 / p99 latency as wrk reports them; CPU columns in CPU-seconds per second):")
-    add("")
-    add("| round | server | req/s | p50 ms | p99 ms | non-2xx | socket errors | server CPU | wrk CPU | others' CPU |")
-    add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for round_no, name, r in t.runs:
-        add(
-            f"| {round_no} | {name} | {r.rps:,.0f} | {_fmt(r.p50_ms, 2)} | {_fmt(r.p99_ms, 2)} | "
-            f"{r.non_2xx} | {r.socket_errors} | {_fmt(r.server_cpu, 2)} | {_fmt(r.wrk_cpu, 2)} | "
-            f"{_fmt(r.other_cpu, 2)} |"
-        )
-    add("")
-    add(
-        '"server CPU" near 1.00 means the one-process server saturated its core. "others\' CPU" '
-        "is what the rest of the machine used during the run (from /proc/stat, minus the server, "
-        "wrk and the bench process): well above 0 means other work shared the cores, the server "
-        "may have had less than a core and that run's req/s is low; requests per server "
-        "CPU-second correct for this to first order."
-    )
+    add("| issuers in the policy | µs per check |")
+    add("|---:|---:|")
+    for count in sorted(s.check_by_issuers_us):
+        add(f"| {count} | {s.check_by_issuers_us[count]:.1f} |")
     add("")
 
 
@@ -305,5 +599,10 @@ def _render_micro(add, m: MicroResult) -> None:
     add(f"| on (`info`, JSON formatter, in-memory stream) | {m.check_logged_us:.1f} |")
     add("")
     counts = ", ".join(f"{name} {count:,}" for name, count in m.iterations.items())
+    add(
+        f"Claim checks by hand (split, base64url and JSON decode of header and payload, typ, alg, iss, aud, exp, "
+        f"nbf, sub): {m.claim_checks_us:.1f} µs, the third term of the uncached-validation reference."
+    )
+    add("")
     add(f"Iterations per repeat (auto-ranged to ≥ 0.2 s): {counts}.")
     add("")

@@ -4,14 +4,17 @@
 #
 #   ${AUTHGATE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/authgate-tools}/<tool>-<version>/bin/<tool>
 #
-#   hack/tools/build.sh [TOOL ...]        build what is missing (default: every tool), in parallel
+#   hack/tools/build.sh [TOOL ...]        build what is missing (default: every test tool), in parallel
+#   hack/tools/build.sh bench             the benchmark peers only (authorino, ghz): `make bench`
 #   hack/tools/build.sh --list            each tool, its version, built or not
 #   hack/tools/build.sh --print-path TOOL the binary's path (exit 1 if it is not built)
 #
 # Tools: kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy
 # (built together; alias: kubernetes), etcd etcdctl (together), helm, kubeconform,
 # traefik, containerd containerd-shim-runc-v2 ctr (together), coredns, pause (the
-# sandbox process, C from the kubernetes module, linked statically). A tool whose binary exists is skipped without
+# sandbox process, C from the kubernetes module, linked statically). Bench-only (never built
+# by default, CI does not need them): authorino, ghz (alias: bench), built from their
+# downloaded module source. A tool whose binary exists is skipped without
 # running Go. Builds run under `nice -n 10`, share one module and build cache under the
 # cache root (a version bump rebuilds incrementally), and are installed by rename, so an
 # interrupted build leaves nothing that looks built. Concurrent runs wait on a per-build
@@ -22,6 +25,7 @@ set -euo pipefail
 KUBERNETES_TOOLS=(kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy)
 CONTAINERD_TOOLS=(containerd containerd-shim-runc-v2 ctr)
 ALL_TOOLS=("${KUBERNETES_TOOLS[@]}" etcd etcdctl helm kubeconform traefik "${CONTAINERD_TOOLS[@]}" coredns pause)
+BENCH_TOOLS=(authorino ghz) # `make bench` only: not in ALL_TOOLS, so `make tools` and CI skip them
 
 die() { echo "build.sh: $*" >&2; exit 2; }
 
@@ -35,7 +39,9 @@ tool_version() {
     traefik) echo "$TRAEFIK_VERSION" ;;
     containerd | containerd-shim-runc-v2 | ctr) echo "$CONTAINERD_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
-    *) die "unknown tool '$1' (tools: ${ALL_TOOLS[*]})" ;;
+    authorino) echo "$AUTHORINO_VERSION" ;;
+    ghz) echo "$GHZ_VERSION" ;;
+    *) die "unknown tool '$1' (tools: ${ALL_TOOLS[*]} ${BENCH_TOOLS[*]})" ;;
   esac
 }
 
@@ -156,6 +162,31 @@ build_pause() {
   strip "$out/pause"
 }
 
+# The module proxy serves these modules but `go install` refuses them (its deprecation
+# look-up of @v/list answers 403), and their go.mod has no replace lines to honour: build
+# a writable copy of the downloaded module source, resolving its dependencies (-mod=mod).
+build_module_copy() { # out module version package binary ldflags
+  local out="$1" module="$2" version="$3" package="$4" binary="$5" ldflags="$6" dir src
+  dir="$("$GO" mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -d "$dir" ] || { echo "go mod download $module@$version gave no source directory" >&2; return 1; }
+  src="$out/.src"
+  cp -r "$dir" "$src"
+  chmod -R u+w "$src"
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false -mod=mod" nice -n 10 "$GO" build \
+    -ldflags "-s -w$ldflags" -o "$out/$binary" "$package")
+  rm -rf "$src"
+}
+
+build_authorino() {
+  build_module_copy "$1" github.com/kuadrant/authorino "$AUTHORINO_VERSION" . authorino \
+    "$(ldflags_x "main.version=$AUTHORINO_VERSION")"
+}
+
+build_ghz() {
+  build_module_copy "$1" github.com/bojand/ghz "$GHZ_VERSION" ./cmd/ghz ghz \
+    "$(ldflags_x "main.version=$GHZ_VERSION")"
+}
+
 # --- one build: lock, re-check, build into a temporary directory, rename into place ---
 
 run_unit() { # unit version log
@@ -195,13 +226,13 @@ case "${1:-}" in
     exit 0
     ;;
   --list)
-    for t in "${ALL_TOOLS[@]}"; do
+    for t in "${ALL_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
       if is_built "$t"; then s="built    $(tool_path "$t")"; else s="missing"; fi
       printf '%-15s %-9s %s\n' "$t" "$(tool_version "$t")" "$s"
     done
     exit 0
     ;;
-  -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   -*) die "unknown option $1 (see --help)" ;;
 esac
 
@@ -211,6 +242,7 @@ expanded=()
 for t in "${want[@]}"; do
   case "$t" in
     kubernetes) expanded+=("${KUBERNETES_TOOLS[@]}") ;;
+    bench) expanded+=("${BENCH_TOOLS[@]}") ;;
     *) expanded+=("$t") ;;
   esac
 done

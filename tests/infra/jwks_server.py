@@ -22,7 +22,8 @@ from tests.infra.threaded_server import ThreadedServer
 
 class JwksServer:
     """Attributes tests change at will: `keys`, `mode` (ok | down | garbage | slow | huge),
-    `delay` (seconds, for slow). `fetches` counts JWKS requests."""
+    `delay` (seconds, for slow), `discovery_extra` (more discovery fields). `fetches`
+    counts JWKS requests."""
 
     def __init__(self, keys: list[SigningKey], path: str = "") -> None:
         routes = [
@@ -36,6 +37,7 @@ class JwksServer:
         self.keys = list(keys)
         self.mode = "ok"
         self.delay = 2.0
+        self.discovery_extra: dict[str, Any] = {}
         self.fetches = 0
         self.discoveries = 0
         self._lock = threading.Lock()
@@ -44,7 +46,7 @@ class JwksServer:
         self.discoveries += 1
         if self.mode == "down":
             return Response("down", 503)
-        return JSONResponse({"issuer": self.issuer, "jwks_uri": self.jwks_uri})
+        return JSONResponse({"issuer": self.issuer, "jwks_uri": self.jwks_uri, **self.discovery_extra})
 
     async def _jwks(self, request: Request) -> Response:
         with self._lock:

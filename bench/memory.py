@@ -1,0 +1,124 @@
+"""authgate's RSS against the number of distinct valid tokens it has seen, and the p99 of
+a paced (open-loop) load at a fixed share of the maximum rate, with one cached token and
+then cycling over every token seen.
+
+One fresh authgate process (default log level, pinned like the other servers): RSS and the
+verified-token cache size (its own gauge, `authgate_verified_token_cache_size`) at N = 0,
+then after each new batch of distinct tokens has been presented once, up to the largest N.
+If authgate has a `--token-cache-entries` flag the cache is sized to the largest N; without
+it (today) the cache keeps its built-in bound, and the table shows what that means.
+
+The paced load is bench/paced_load.py in its own process, pinned to the load CPU.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench import loadgen, table
+from bench.issuer import RESOURCE, SCOPE, StaticIssuer
+from bench.tokens import distinct_tokens, present_once
+
+
+@dataclass
+class RssPoint:
+    tokens: int
+    rss_bytes: int
+    cached_entries: float
+
+
+@dataclass
+class Paced:
+    label: str
+    rate: float
+    figures: dict
+
+
+@dataclass
+class MemoryResult:
+    points: list[RssPoint]
+    cache_flag: bool
+    paced: list[Paced] = field(default_factory=list)
+
+
+def _cache_size(metrics_port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5, trust_env=False).text
+    match = re.search(r"^authgate_verified_token_cache_size\s+([\d.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else float("nan")
+
+
+def paced(
+    work: Path, url: str, tokens: list[str], rate: float, seconds: float, load_prefix: list[str], name: str
+) -> dict:
+    """bench/paced_load.py at `rate` for `seconds`, cycling over `tokens`."""
+    requests = work / f"paced-{name}.json"
+    requests.write_text(
+        json.dumps([{"kind": "check", "headers": {"Authorization": f"Bearer {token}"}} for token in tokens])
+    )
+    out = work / f"paced-{name}.out.json"
+    command = [*load_prefix, sys.executable, "-m", "bench.paced_load", "--url", url, "--host", table.HOST]
+    command += ["--requests", str(requests), "--rate", f"{rate:.0f}", "--min-seconds", f"{seconds:g}"]
+    command += ["--max-seconds", f"{seconds:g}", "--window", f"{max(seconds, 1):g}", "--out", str(out)]
+    subprocess.run(command, check=True, timeout=seconds + 120, cwd=table.ROOT)
+    return json.loads(out.read_text())
+
+
+def measure(
+    work: Path,
+    issuer: StaticIssuer,
+    token: str,
+    server_prefix: list[str],
+    load_prefix: list[str],
+    counts: list[int],
+    paced_rate: float | None,
+    paced_seconds: float,
+) -> MemoryResult:
+    policy_file = work / "policy.yaml"
+    cache_flag = table.authgate_supports(table.TOKEN_CACHE_FLAG)
+    server = table.start_authgate(
+        "authgate-memory",
+        policy_file,
+        work,
+        "info",
+        server_prefix,
+        token,
+        cache_entries=max(counts) if cache_flag else None,
+    )
+    result = MemoryResult([], cache_flag)
+    try:
+        if paced_rate:
+            figures = paced(work, server.check_url, [token], paced_rate, paced_seconds, load_prefix, "one-token")
+            result.paced.append(Paced("one cached token", paced_rate, figures))
+        tokens = distinct_tokens(issuer, "ES256", RESOURCE, SCOPE, max(counts))
+        gc.collect()
+        seen = 0
+        for count in sorted(counts):
+            if count > seen:
+                statuses = present_once(server.check_port, table.ENVOY_CHECK_PATH, table.HOST, tokens[seen:count])
+                if set(statuses) != {200}:
+                    raise RuntimeError(f"memory: presenting tokens {seen}..{count}: statuses {statuses}")
+                seen = count
+            time.sleep(1.0)  # let the decision log drain
+            result.points.append(
+                RssPoint(count, loadgen.process_rss_bytes(server.process.pid), _cache_size(server.metrics_port))
+            )
+            print(
+                f"  {count:7,} tokens: RSS {result.points[-1].rss_bytes / 2**20:7.1f} MiB, "
+                f"cache {result.points[-1].cached_entries:,.0f} entries",
+                flush=True,
+            )
+        if paced_rate and seen:
+            figures = paced(work, server.check_url, tokens[:seen], paced_rate, paced_seconds, load_prefix, "all-tokens")
+            result.paced.append(Paced(f"cycling over the {seen:,} tokens seen", paced_rate, figures))
+    finally:
+        server.stop()
+    return result
