@@ -275,7 +275,12 @@ def start(
     # authgate: default log level (info: the decision log on) and warning.
     on = start_authgate("authgate-log-on", policy_file, work, "info", server_prefix, token)
     stack.callback(on.stop)
-    off = start_authgate("authgate-log-off", policy_file, work, "warning", server_prefix, token)
+    # The distinct-token rows cycle over `distinct` tokens on this process: its verified-token
+    # cache holds half of them (the decision cache, 10,000 LRU entries, also cycles out), so
+    # every lookup of those rows misses whatever the default size; the one-token rows hit.
+    off = start_authgate(
+        "authgate-log-off", policy_file, work, "warning", server_prefix, token, cache_entries=max(1, distinct // 2)
+    )
     stack.callback(off.stop)
     setup.authgates = {"log-on": on, "log-off": off}
     setup.configs["authgate-log-on"] = Config(
