@@ -65,7 +65,11 @@ class User:
     async def allow(self, authorization_url: str, redirect_uri: str) -> None:
         await self.page.goto(authorization_url)
         allow = self.page.get_by_role("button", name="Allow")
-        await allow.wait_for()
+        try:
+            await allow.wait_for(timeout=45_000)  # a loaded 2-core machine renders slowly
+        except Exception as error:
+            shown = await self.page.inner_text("body")
+            raise AssertionError(f"no consent page: the browser shows {shown!r} at {self.page.url}") from error
         await self.page.screenshot(path=str(self.screenshot))
         if self.publish and (not DOCS_SCREENSHOT.exists() or os.environ.get("UPDATE_SCREENSHOTS") == "1"):
             DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -347,8 +347,12 @@ ProofMaker = Callable[[ProofKey, str, str, str], str]
 
 
 def _proof(**knobs: Any) -> ProofMaker:
+    """A maker of one forgery; a callable knob is evaluated when the proof is made (times
+    are relative to the request, not to when this module was imported)."""
+
     def make(key: ProofKey, token: str, htm: str, htu: str) -> str:
-        values = {"htm": htm, "htu": htu, "access_token": token, **knobs}
+        made = {name: value() if callable(value) else value for name, value in knobs.items()}
+        values = {"htm": htm, "htu": htu, "access_token": token, **made}
         return key.proof(values.pop("htm"), values.pop("htu"), **values)
 
     return make
@@ -368,9 +372,9 @@ BAD_PROOFS: list[tuple[str, ProofMaker]] = [
     ("htu_encoded_slash", _proof(htu="https://mcp.example.com/mcp%2Ftools")),
     ("htm_lowercase", _proof(htm="get")),  # methods are case-sensitive (RFC 9110 §9.1)
     ("htu_path_case", _proof(htu="https://mcp.example.com/MCP/tools")),  # paths are case-sensitive
-    ("stale_iat", _proof(iat=time.time() - 600)),
-    ("iat_just_past_the_window", _proof(iat=time.time() - 90)),  # proofLifetimeSeconds 60
-    ("future_iat", _proof(iat=time.time() + 600)),
+    ("stale_iat", _proof(iat=lambda: time.time() - 600)),
+    ("iat_just_past_the_window", _proof(iat=lambda: time.time() - 90)),  # proofLifetimeSeconds 60
+    ("future_iat", _proof(iat=lambda: time.time() + 600)),
     ("no_iat", _proof(omit=("iat",))),
     ("no_jti", _proof(omit=("jti",))),
     ("no_htu", _proof(omit=("htu",))),
