@@ -101,7 +101,7 @@ def write_report(results: dict[str, float], rounds: int, size: int, path: Path) 
         "",
         "The proof's signature verification is most of the difference: REPORT.md's uncached-validation rows"
         " time the bare `cryptography` verify per algorithm on the same machine (RS256 verifies fastest, EdDSA"
-        " slowest, as here); the rest is parsing the proof and its checks (~35 µs).",
+        " slowest, as here); the rest (about 40 to 80 µs in the run of REPORT.md) is parsing the proof and its checks.",
         "",
     ]
     path.write_text("\n".join(lines))
