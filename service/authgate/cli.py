@@ -75,7 +75,7 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
     caches = parser.add_argument_group("caches (docs/operations.md: memory per entry)")
     caches.add_argument(
         "--token-cache-entries",
-        type=_not_negative,
+        type=_at_least(0),
         default=100_000,
         metavar="N",
         help="verified tokens kept (least recently used fall out; 0: none)",
@@ -89,7 +89,7 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
     )
     caches.add_argument(
         "--decision-cache-entries",
-        type=_not_negative,
+        type=_at_least(0),
         default=10_000,
         metavar="N",
         help="rendered check answers kept, keyed by every input of the check (0: none)",
@@ -106,7 +106,7 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
     )
     bound.add_argument(
         "--dpop-replay-entries",
-        type=_positive,
+        type=_at_least(1),
         default=100_000,
         metavar="N",
         help="DPoP proof ids remembered per replica; when full, new proofs are refused",
@@ -135,18 +135,16 @@ _RESERVED_HEADERS = frozenset(COMMON) | {
 }
 
 
-def _not_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return number
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than `minimum`."""
 
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return number
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
+    return parse
 
 
 def _client_cert_header(value: str) -> str:

@@ -55,7 +55,8 @@ class CheckApp:
         self.service = service
         name = service.settings.client_cert_header
         self._cert_name = name.lower() if name else None  # the one header trusted with the client certificate
-        common = _COMMON | {self._cert_name.encode()} if self._cert_name else _COMMON
+        self._cert_key = self._cert_name.encode() if self._cert_name else None  # as collect() names it
+        common = _COMMON | {self._cert_key} if self._cert_key else _COMMON
         self._wanted = {
             "nginx": common | nginx.WANTED,
             "traefik": common | traefik.WANTED,
@@ -63,9 +64,9 @@ class CheckApp:
         }
 
     def _certificate(self, headers: dict[bytes, str]) -> bytes | None:
-        if self._cert_name is None:
+        if self._cert_key is None:
             return None
-        value = headers.get(self._cert_name.encode())
+        value = headers.get(self._cert_key)
         if value is None or not value.strip():  # (nginx sends the header empty without a certificate)
             return None
         return certificate_digest(self._cert_name, value)
@@ -75,7 +76,7 @@ class CheckApp:
         must be decided afresh: it carries a DPoP proof or a client certificate."""
         if not self.service.answers.enabled or b"dpop" in headers:
             return None
-        if self._cert_name is not None and self._cert_name.encode() in headers:
+        if self._cert_key is not None and self._cert_key in headers:
             return None
         return (dialect, raw_path, method, tuple(headers.items()))
 
