@@ -11,6 +11,7 @@ hostname `::1`) and WHATWG parsers take `127.1` or `0x7f.1` for IPv4 addresses.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -206,6 +207,14 @@ def parse_url(value: str, max_length: int = 8192) -> URL:
         fragment=fragment if hash_sign else None,
         userinfo=bool(at),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_config_url(value: str) -> URL:
+    """`parse_url` for configuration: policies repeat the same issuer, resource origin and
+    JWKS URLs thousands of times, so a snapshot parses each once. Bounded; for policy
+    input only, never for request input (whose URLs an attacker picks)."""
+    return parse_url(value)
 
 
 def split_absolute_url(url: str) -> tuple[str, str, str]:

@@ -4,15 +4,15 @@ from the resource, the facade's issuer from the first host."""
 from __future__ import annotations
 
 from authgate.policy.model import PolicySpec
-from authgate.urls import normalize_host, normalize_path, parse_url
+from authgate.urls import normalize_host, normalize_path, parse_config_url
 
 
 def default_host(resource: str) -> str:
-    return parse_url(resource).host
+    return parse_config_url(resource).host
 
 
 def default_prefix(resource: str) -> str:
-    return normalize_path(parse_url(resource).path or "/")
+    return normalize_path(parse_config_url(resource).path or "/")
 
 
 def effective_hosts(spec: PolicySpec) -> list[str]:

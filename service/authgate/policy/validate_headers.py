@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from authgate.policy.model import PolicySpec
 from authgate.policy.validation import TOKEN_RE, Findings, check_url
-from authgate.urls import parse_url
+from authgate.urls import parse_config_url
 
 # Header names an identity header may never take: they would let authgate rewrite framing,
 # routing or credentials of the upstream request.
@@ -64,5 +64,5 @@ def check_cors(spec: PolicySpec, findings: Findings) -> None:
             findings.emit(
                 f"spec.cors.allowedOrigins[{index}]", "must be an origin such as https://app.example.com or *"
             )
-        elif origin != "*" and parse_url(origin).path not in ("", "/"):
+        elif origin != "*" and parse_config_url(origin).path not in ("", "/"):
             findings.emit(f"spec.cors.allowedOrigins[{index}]", "an origin has no path")

@@ -7,7 +7,7 @@ from authgate.errors import TargetError
 from authgate.policy.defaults import effective_hosts, facade_issuer
 from authgate.policy.model import PolicySpec
 from authgate.policy.validation import Findings
-from authgate.urls import normalize_host, parse_url
+from authgate.urls import normalize_host, parse_config_url
 
 _UPSTREAM_ENDPOINTS = {
     "authorization_endpoint": "authorizationEndpoint",
@@ -44,7 +44,7 @@ def _facade_issuer_host(spec: PolicySpec, findings: Findings) -> str | None:
     issuer = facade_issuer(spec)
     assert issuer is not None
     try:
-        parts = parse_url(issuer)
+        parts = parse_config_url(issuer)
     except TargetError:
         return None  # reported by the URL check of spec.facade.issuer
     if parts.query is not None or parts.fragment is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from authgate.errors import PolicyIssue, TargetError
 from authgate.policy.loader import PolicySource, Secrets
 from authgate.policy.secret_refs import SecretReference, reference_problems, secret_refs
-from authgate.urls import parse_url
+from authgate.urls import parse_config_url
 
 TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token (methods, header names)
 _SCOPE_RE = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")  # RFC 6749 §3.3 scope-token
@@ -25,7 +25,7 @@ class ValidationSettings:
 def check_url(value: str, field: str, settings: ValidationSettings, *, https_only: bool = False) -> str | None:
     """A message if `value` is not an absolute https (or permitted http) URL, else None."""
     try:
-        parts = parse_url(value)
+        parts = parse_config_url(value)
     except TargetError as error:
         return f"not a valid URL ({error})"
     if parts.scheme not in ("https", "http"):

@@ -6,6 +6,7 @@ authenticated too and reports versions and key state, never secrets.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.applications import Starlette
@@ -15,7 +16,7 @@ from starlette.routing import Route
 
 from authgate import bounded_json, metrics
 from authgate.errors import PolicyError, StaleSnapshot
-from authgate.policy import compile_document
+from authgate.policy import Snapshot, ValidationSettings, compile_document
 from authgate.server.admin_auth import AdminAuth
 from authgate.server.service import AuthService
 
@@ -27,6 +28,10 @@ def _error(status: int, error: str, description: str, **extra) -> JSONResponse:
     # RFC 9110 §15.5.2: every 401 names the scheme that would be accepted.
     headers = {"WWW-Authenticate": 'Bearer realm="authgate-admin"'} if status == 401 else None
     return JSONResponse({"error": error, "error_description": description, **extra}, status, headers=headers)
+
+
+def _read_and_compile(body: bytes, settings: ValidationSettings) -> Snapshot:
+    return compile_document(bounded_json.read(body, MAX_SNAPSHOT_BYTES), settings)
 
 
 def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
@@ -65,17 +70,18 @@ def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
             if len(body) > MAX_SNAPSHOT_BYTES:
                 return "too_large", _error(413, "too_large", "snapshot larger than 16 MiB")
         try:
-            document = bounded_json.read(body, MAX_SNAPSHOT_BYTES)
+            # Off the event loop: parsing and compiling 10,000 policies takes a second or
+            # more, and checks go on meanwhile (the swap in `load` stays on the loop).
+            compiled = await asyncio.to_thread(_read_and_compile, bytes(body), service.settings.validation)
         except bounded_json.JSONInputError as error:
             return "malformed", _error(400, "invalid_request", f"body is {error}")
-        try:
-            compiled = compile_document(document, service.settings.validation)
-            changed = service.load(compiled)
-        except StaleSnapshot as error:
-            return "stale", _error(409, "stale_snapshot", str(error))
         except PolicyError as error:
             issues = [str(issue) for issue in error.issues]
             return "invalid", _error(422, "invalid_snapshot", "the snapshot does not compile", issues=issues)
+        try:
+            changed = service.load(compiled)
+        except StaleSnapshot as error:
+            return "stale", _error(409, "stale_snapshot", str(error))
         answer = {"generation": compiled.generation, "version": compiled.version, "changed": changed}
         return ("accepted" if changed else "unchanged"), JSONResponse(answer)
 

@@ -5,7 +5,8 @@ optional `typ` (RFC 9068 §4), signature, `exp`/`nbf`/`iat` with the entry's lee
 `aud` (RFC 8707: must contain one of the entry's audiences), required claims, and a
 `cnf` that names only bindings authgate checks (`jkt`, RFC 9449; `x5t#S256`, RFC 8705),
 which check/sender.py then holds the request to.
-Verified tokens are cached per issuer entry until (at most) their `exp`.
+Verified tokens are cached per policy issuer list (`CompiledPolicy.token_cache_key`, one
+lookup per check) until (at most) their `exp`.
 """
 
 from __future__ import annotations
@@ -190,19 +191,18 @@ class TokenValidator:
                 raise TokenError("introspection names another issuer")
             exp = check_claims(answer, entry, now, require_exp=False)
             verified = replace(self._verified(entry, answer, min(exp, now + POSITIVE_TTL)), introspected=True)
-            self.cache.put(entry.cache_key, digest, verified, verified.expires_at, now)
+            self.cache.put(policy.token_cache_key, digest, verified, verified.expires_at, now)
             return verified
         raise TokenError("token is not active")
 
     async def validate(self, token: str, policy: CompiledPolicy) -> VerifiedToken:
         now = self.clock()
         digest = hashlib.sha256(token.encode()).digest()
-        for entry in policy.issuers:
-            cached = self.cache.get(entry.cache_key, digest, now)
-            if cached is not None and (cached.introspected or self.keys.usable(entry.key_source)):
-                # (an issuer that failed closed, its keys stale past the limit, fails closed
-                # for the tokens verified before too: they are checked again, and get 503)
-                return cached
+        cached = self.cache.get(policy.token_cache_key, digest, now)
+        if cached is not None and (cached.introspected or self.keys.usable(cached.issuer.key_source)):
+            # (an issuer that failed closed, its keys stale past the limit, fails closed
+            # for the tokens verified before too: they are checked again, and get 503)
+            return cached
 
         if token.count(".") != 2:
             return await self._introspected(token, digest, policy, now)
@@ -221,5 +221,5 @@ class TokenValidator:
             raise TokenError("signature verification failed")
         exp = check_claims(claims, entry, now)
         verified = self._verified(entry, claims, exp)
-        self.cache.put(entry.cache_key, digest, verified, exp, now)
+        self.cache.put(policy.token_cache_key, digest, verified, exp, now)
         return verified

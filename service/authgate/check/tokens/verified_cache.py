@@ -1,7 +1,7 @@
 """A bounded cache of tokens that passed verification.
 
-Keyed by (the issuer entry that verified the token, SHA-256 of the token), so a token
-verified for one policy's audience is never accepted for another. An entry never
+Keyed by (the policy's issuer list, `CompiledPolicy.token_cache_key`; SHA-256 of the
+token), so a token verified for one policy's audience is never accepted for another. An entry never
 outlives the token's `exp`, nor `max_ttl` (which bounds how long a revoked signing key
 keeps verifying cached tokens).
 
@@ -34,8 +34,8 @@ class VerifiedTokenCache(Generic[T]):
         self.max_ttl = max_ttl
         self._entries: dict[bytes, tuple[float, T]] = {}
 
-    def get(self, issuer_key: bytes, token_digest: bytes, now: float) -> T | None:
-        key = issuer_key + token_digest
+    def get(self, scope_key: bytes, token_digest: bytes, now: float) -> T | None:
+        key = scope_key + token_digest
         entry = self._entries.get(key)  # one lookup on the hot path
         if entry is None:
             _COUNTS[metrics.MISS] += 1
@@ -47,12 +47,12 @@ class VerifiedTokenCache(Generic[T]):
         _COUNTS[metrics.HIT] += 1
         return entry[1]
 
-    def put(self, issuer_key: bytes, token_digest: bytes, value: T, expires_at: float, now: float) -> None:
+    def put(self, scope_key: bytes, token_digest: bytes, value: T, expires_at: float, now: float) -> None:
         deadline = min(expires_at, now + self.max_ttl)
         if deadline <= now or self.max_entries == 0:
             return
         entries = self._entries
-        key = issuer_key + token_digest
+        key = scope_key + token_digest
         entries.pop(key, None)
         while len(entries) >= self.max_entries:
             del entries[next(iter(entries))]  # the oldest inserted

@@ -15,6 +15,7 @@ from tests.infra.keys import (
     unsigned_token,
 )
 
+from authgate import metrics
 from authgate.check.tokens.jwks import JwksSettings
 from authgate.errors import KeysUnavailable, TokenError
 from authgate.outbound.egress import EgressPolicy
@@ -348,3 +349,30 @@ async def test_discovery_must_name_the_configured_issuer(signing_keys):
                 await validate(service, token)
         finally:
             await service.stop()
+
+
+async def test_a_check_looks_the_token_up_once_however_many_issuers_the_policy_trusts(issuer, mint):
+    """The cache is keyed by the policy's issuer list: one lookup, not one per issuer entry."""
+    entries = [
+        {"issuer": f"https://idp{i}.example.com", "jwksUri": f"https://idp{i}.example.com/jwks"} for i in range(9)
+    ]
+    policy = {
+        "apiVersion": "authgate.dev/v1alpha1",
+        "kind": "OAuthPolicy",
+        "metadata": {"name": "many", "namespace": "default"},
+        "spec": {"resource": AUDIENCE, "issuers": [*entries, {"issuer": issuer.issuer}]},
+    }
+    document = {"formatVersion": 1, "generation": 1, "policies": [policy], "secrets": []}
+    service = AuthService(ServiceSettings(egress=LOCAL, jwks=JwksSettings(tick=0.05)))
+    service.load(compile_document(document, ValidationSettings(insecure_http=True)))
+    await service.start()
+    counts = metrics.cache_counts("verified_token")
+    try:
+        token = mint("ES256")
+        before = list(counts)
+        first = await validate(service, token)
+        assert await validate(service, token) is first
+        looked_up = [after - was for after, was in zip(counts, before, strict=True)]
+        assert looked_up[metrics.HIT] == 1 and looked_up[metrics.MISS] == 1
+    finally:
+        await service.stop()
