@@ -2,13 +2,16 @@
 a paced (open-loop) load at a fixed share of the maximum rate, with one cached token and
 then cycling over every token seen.
 
-One fresh authgate process (default log level, pinned like the other servers): RSS and the
+One fresh authgate process (default log level, pinned like the other servers, the decision
+cache off so that the figure is the verified-token cache's alone): RSS and the
 verified-token cache size (its own gauge, `authgate_verified_token_cache_size`) at N = 0,
 then after each new batch of distinct tokens has been presented once, up to the largest N.
 If authgate has a `--token-cache-entries` flag the cache is sized to the largest N; without
-it (today) the cache keeps its built-in bound, and the table shows what that means.
+it the cache keeps its built-in bound, and the table shows what that means.
 
-The paced load is bench/paced_load.py in its own process, pinned to the load CPU.
+The paced load is bench/paced_load.py in its own process, pinned to the load CPU, against a
+second process as deployed (decision cache on, default size), which is then shown every
+token too: its RSS over the first's at the same N is what the decision cache holds.
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ class Paced:
 
 @dataclass
 class MemoryResult:
-    points: list[RssPoint]
+    points: list[RssPoint]  # decision cache off
     cache_flag: bool
     paced: list[Paced] = field(default_factory=list)
+    with_decisions: RssPoint | None = None  # the deployed process after every token, decision cache on
 
 
 def _cache_size(metrics_port: int) -> float:
@@ -84,41 +88,50 @@ def measure(
 ) -> MemoryResult:
     policy_file = work / "policy.yaml"
     cache_flag = table.authgate_supports(table.TOKEN_CACHE_FLAG)
-    server = table.start_authgate(
-        "authgate-memory",
-        policy_file,
-        work,
-        "info",
-        server_prefix,
-        token,
-        cache_entries=max(counts) if cache_flag else None,
-    )
+    cache_entries = max(counts) if cache_flag else None
     result = MemoryResult([], cache_flag)
+    tokens = distinct_tokens(issuer, "ES256", RESOURCE, SCOPE, max(counts))
+    server = table.start_authgate(
+        "authgate-memory", policy_file, work, "info", server_prefix, token, cache_entries, decision_entries=0
+    )
     try:
-        if paced_rate:
-            figures = paced(work, server.check_url, [token], paced_rate, paced_seconds, load_prefix, "one-token")
-            result.paced.append(Paced("one cached token", paced_rate, figures))
-        tokens = distinct_tokens(issuer, "ES256", RESOURCE, SCOPE, max(counts))
         gc.collect()
         seen = 0
         for count in sorted(counts):
             if count > seen:
-                statuses = present_once(server.check_port, table.ENVOY_CHECK_PATH, table.HOST, tokens[seen:count])
-                if set(statuses) != {200}:
-                    raise RuntimeError(f"memory: presenting tokens {seen}..{count}: statuses {statuses}")
+                _present(server, tokens[seen:count], f"tokens {seen}..{count}")
                 seen = count
             time.sleep(1.0)  # let the decision log drain
-            result.points.append(
-                RssPoint(count, loadgen.process_rss_bytes(server.process.pid), _cache_size(server.metrics_port))
-            )
+            result.points.append(_point(server, count))
             print(
                 f"  {count:7,} tokens: RSS {result.points[-1].rss_bytes / 2**20:7.1f} MiB, "
                 f"cache {result.points[-1].cached_entries:,.0f} entries",
                 flush=True,
             )
+    finally:
+        server.stop()
+    server = table.start_authgate("authgate-paced", policy_file, work, "info", server_prefix, token, cache_entries)
+    try:
+        if paced_rate:
+            figures = paced(work, server.check_url, [token], paced_rate, paced_seconds, load_prefix, "one-token")
+            result.paced.append(Paced("one cached token", paced_rate, figures))
+        if seen:
+            _present(server, tokens[:seen], f"tokens 0..{seen}, decision cache on")
+            time.sleep(1.0)
+            result.with_decisions = _point(server, seen)
         if paced_rate and seen:
             figures = paced(work, server.check_url, tokens[:seen], paced_rate, paced_seconds, load_prefix, "all-tokens")
             result.paced.append(Paced(f"cycling over the {seen:,} tokens seen", paced_rate, figures))
     finally:
         server.stop()
     return result
+
+
+def _present(server: table.Authgate, tokens: list[str], what: str) -> None:
+    statuses = present_once(server.check_port, table.ENVOY_CHECK_PATH, table.HOST, tokens)
+    if set(statuses) != {200}:
+        raise RuntimeError(f"memory: presenting {what}: statuses {statuses}")
+
+
+def _point(server: table.Authgate, count: int) -> RssPoint:
+    return RssPoint(count, loadgen.process_rss_bytes(server.process.pid), _cache_size(server.metrics_port))

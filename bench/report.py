@@ -510,11 +510,22 @@ def _render_memory(add, run: Run) -> None:
         "by itself once it exists."
     )
     add(
-        "One fresh authgate process (default log level), each token presented once (one check each, 32 keep-alive "
-        "connections), RSS from /proc/PID/status after each step, cache entries from authgate's own gauge "
+        "One fresh authgate process (default log level, decision cache off: these are the verified-token cache's "
+        "figures), each token presented once (one check each, 32 keep-alive connections), RSS from "
+        "/proc/PID/status after each step, cache entries from authgate's own gauge "
         f"`authgate_verified_token_cache_size`. {flag}"
     )
     add("")
+    if m.with_decisions is not None and m.points:
+        last = m.points[-1]
+        extra = (m.with_decisions.rss_bytes - last.rss_bytes) / 2**20
+        add(
+            f"The decision cache, bounded apart (`--decision-cache-entries`, default 10,000): a second process as "
+            f"deployed (decision cache on), shown the same {last.tokens:,} tokens, has RSS "
+            f"{m.with_decisions.rss_bytes / 2**20:.1f} MiB, {extra:+.1f} MiB over the first: what its decision cache "
+            "holds, at its bound (two processes: ±2 MiB)."
+        )
+        add("")
     add("| distinct tokens presented | RSS (MiB) | cache entries | RSS over N = 0 (MiB) |")
     add("|---:|---:|---:|---:|")
     base = m.points[0].rss_bytes if m.points else 0

@@ -176,6 +176,7 @@ def start_authgate(
     prefix: list[str],
     token: str,
     cache_entries: int | None = None,
+    decision_entries: int | None = None,
 ) -> Authgate:
     port, check_port, grpc_port, admin_port, metrics_port = (free_port() for _ in range(5))
     command = [*prefix, AUTHGATE, "--log-level", log_level, "serve", "--policy", str(policy_file)]
@@ -184,6 +185,8 @@ def start_authgate(
     command += ["--insecure-http", "--egress-allow", "127.0.0.1"]
     if cache_entries is not None:
         command += [TOKEN_CACHE_FLAG, str(cache_entries)]
+    if decision_entries is not None:
+        command += ["--decision-cache-entries", str(decision_entries)]
     log_path = work / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -14,6 +14,12 @@ under being replaced, the token's `exp` (or the introspection bound) and the
 verified-token cache's TTL; on a hit, an entry whose issuer's keys failed closed is
 dropped and decided again (it gets the 503). Bounded (LRU), separately from the
 verified-token cache; `max_entries` 0 turns it off.
+
+An answer is kept the second time its key is decided, not the first (`admit`: the
+"doorkeeper" of TinyLFU, Einziger et al. 2017): a request seen once (a token presented
+once, a client that never comes back) costs no entry, encodes nothing for one and evicts
+no entry in use. The doorkeeper is a set of key hashes, as bounded as the cache and
+emptied when full; a hash collision only admits an answer one decision early.
 """
 
 from __future__ import annotations
@@ -64,7 +70,21 @@ class DecisionCache:
         self.keys = keys
         self.ttl = ttl
         self._entries: BoundedCache[tuple, CachedAnswer] = BoundedCache(max_entries)
+        self._seen: set[int] = set()  # hashes of keys decided once since they were last admitted
+        self._max_seen = max_entries
         self.enabled = max_entries > 0
+
+    def admit(self, key: tuple) -> bool:
+        """Whether to keep the answer just decided for `key`: True when the key was decided before."""
+        seen = self._seen
+        digest = hash(key)
+        if digest in seen:
+            seen.discard(digest)
+            return True
+        if len(seen) >= self._max_seen:
+            seen.clear()
+        seen.add(digest)
+        return False
 
     def get(self, key: tuple, generation: int, now: float) -> CachedAnswer | None:
         entries = self._entries
@@ -89,6 +109,7 @@ class DecisionCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._seen.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -151,7 +151,10 @@ class AuthService:
         generation: int,
         answer: tuple[int, tuple[tuple[bytes, bytes], ...], bytes],
     ) -> None:
-        """Keep a rendered answer for the requests with the same inputs (decision_cache.py)."""
+        """Keep a rendered answer for the requests with the same inputs (decision_cache.py),
+        from the second time they are decided on."""
+        if not self.answers.admit(key):
+            return
         token = decision.token
         key_source = token.issuer.key_source if token is not None and not token.introspected else None
         fields = log_fields or decision_log.encode_fields(decision_fields(request, decision, dialect))

@@ -15,6 +15,7 @@ from authgate import metrics
 from authgate.outbound.egress import EgressPolicy
 from authgate.policy import ValidationSettings, compile_document
 from authgate.server.check_app import CheckApp
+from authgate.server.decision_cache import DecisionCache
 from authgate.server.service import AuthService, ServiceSettings
 
 RESOURCE = "https://api.example.com/mcp"
@@ -153,9 +154,11 @@ def test_cached_and_uncached_answers_are_identical(apps, tokens, loop, request):
     args = (request["dialect"], request["method"], request["path"], headers)
     expected = loop.run(call(uncached, *args))
     first = loop.run(call(cached, *args))
-    second = loop.run(call(cached, *args))  # from the cache when the answer is cacheable
+    second = loop.run(call(cached, *args))  # decided again, and kept when cacheable (admitted)
+    third = loop.run(call(cached, *args))  # from the cache when the answer is cacheable
     assert first == expected
     assert second == expected
+    assert third == expected
 
 
 def test_an_allow_is_answered_from_the_cache_and_dies_with_the_snapshot(apps, tokens, loop, issuer):
@@ -163,7 +166,11 @@ def test_an_allow_is_answered_from_the_cache_and_dies_with_the_snapshot(apps, to
     service = cached.service
     counts = metrics.cache_counts("decision")
     args = ("envoy", "GET", "/mcp/tools", {"authorization": f"Bearer {tokens['reader']}"})
+    service.answers.clear()
     assert loop.run(call(cached, *args))[0] == 200
+    assert len(service.answers) == 0  # decided once: not kept (admitted the second time)
+    assert loop.run(call(cached, *args))[0] == 200
+    assert len(service.answers) == 1
     hits = counts[metrics.HIT]
     assert loop.run(call(cached, *args))[0] == 200
     assert counts[metrics.HIT] == hits + 1
@@ -188,8 +195,19 @@ def test_an_entry_of_an_issuer_that_failed_closed_is_decided_again(apps, tokens,
     counts = metrics.cache_counts("decision")
     args = ("nginx", "GET", "/mcp/tools", {"authorization": f"Bearer {tokens['admin']}"})
     assert loop.run(call(cached, *args))[0] == 200
+    assert loop.run(call(cached, *args))[0] == 200  # admitted
     assert loop.run(call(cached, *args))[0] == 200  # a hit
     dropped = counts[metrics.EXPIRED]
     monkeypatch.setattr(cached.service.keys, "usable", lambda source: False)
     loop.run(call(cached, *args))
     assert counts[metrics.EXPIRED] == dropped + 1  # not served from the cache: decided again
+
+
+def test_the_doorkeeper_admits_a_key_the_second_time_it_is_decided_and_stays_bounded():
+    cache = DecisionCache(keys=None, max_entries=4)
+    assert not cache.admit(("envoy", b"/mcp", "GET", ()))  # decided once: not kept
+    assert cache.admit(("envoy", b"/mcp", "GET", ()))  # twice: kept
+    assert not cache.admit(("envoy", b"/mcp", "GET", ()))  # (once admitted, it starts over)
+    for index in range(10):
+        cache.admit(("envoy", b"/mcp", "GET", (("authorization", f"Bearer {index}"),)))
+    assert len(cache._seen) <= 4
