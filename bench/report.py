@@ -193,6 +193,9 @@ def targets(run: Run) -> list[Target]:
                 0.90,
                 True,
                 cpu_ratio(r, "envoy-http-authgate", "envoy-jwt-authn"),
+                note="the path's ceiling, Envoy + ext_authz HTTP → an authorizer that does nothing (the raw ASGI "
+                f"app) / `jwt_authn`: {_fmt(rps_ratio(r, 'envoy-http-raw', 'envoy-jwt-authn'), 2)}; authgate / that "
+                f"ceiling: {_fmt(rps_ratio(r, 'envoy-http-authgate', 'envoy-http-raw'), 2)}",
             )
         )
         out.append(

@@ -19,6 +19,8 @@ Configurations (names are the keys of the report):
     grpc-ceiling        a trivial grpc.aio servicer (bench/grpc_ceiling.py), same ghz settings
     envoy-jwt-authn     Envoy's jwt_authn filter
     envoy-http-authgate / envoy-grpc-authgate   Envoy + ext_authz → the warning-level authgate
+    envoy-http-raw      Envoy + ext_authz HTTP → the raw ASGI app (an authorizer that does
+                        nothing: the ceiling of that path for any Python authorizer)
     authorino-http / authorino-grpc / envoy-grpc-authorino   Authorino v0.27.0 (bench/authorino.py)
 """
 
@@ -61,6 +63,7 @@ LABELS = {
     "grpc-ceiling": "trivial grpc.aio unary servicer, fixed CheckResponse (same ghz settings)",
     "envoy-jwt-authn": "Envoy `jwt_authn` (native filter, same token)",
     "envoy-http-authgate": "Envoy + ext_authz HTTP → authgate",
+    "envoy-http-raw": "Envoy + ext_authz HTTP → the raw ASGI app (allows everything: the path's Python ceiling)",
     "envoy-grpc-authgate": "Envoy + ext_authz gRPC → authgate",
     "authorino-http": "Authorino v0.27.0 raw HTTP `/check`, same token and rules",
     "authorino-grpc": "Authorino gRPC Check, direct",
@@ -342,20 +345,23 @@ def start(
         _wait_grpc(ghz, setup.configs["authgate-grpc"].load, off.process, off.log_path)
 
     # Envoy: jwt_authn, ext_authz HTTP and gRPC to the warning-level authgate.
-    def start_envoy(kind: str, name: str, grpc_port: int) -> tuple[subprocess.Popen, str]:
+    def start_envoy(
+        kind: str, name: str, grpc_port: int, check_port: int = off.check_port
+    ) -> tuple[subprocess.Popen, str]:
         process, url = envoy.start_envoy(
             kind,
             work,
             server_prefix,
             name=name,
             grpc_port=grpc_port,
-            check_port=off.check_port,
+            check_port=check_port,
             jwks=issuer.jwks(),
             issuer=issuer.issuer,
         )
         stack.callback(_stop, process)
         wait_http(url, process, work / f"envoy-{name}.log", lambda r: r.status_code == 200, headers=bearer)
-        _probe(url, {"Host": HOST}, 401, f"envoy {name} without a token")
+        if check_port == off.check_port:
+            _probe(url, {"Host": HOST}, 401, f"envoy {name} without a token")
         return process, url
 
     jwt_envoy, jwt_url = start_envoy("jwt_authn", "jwt-authn", off.grpc_port)
@@ -369,6 +375,11 @@ def start(
             loadgen.Load("wrk", {"envoy": process.pid, "authgate": off.process.pid}, url=url, script=with_token),
             metrics_port=off.metrics_port,
         )
+    process, url = start_envoy("http", "http-raw", off.grpc_port, check_port=raw_port)
+    setup.configs["envoy-http-raw"] = Config(
+        "envoy-http-raw",
+        loadgen.Load("wrk", {"envoy": process.pid, "server": raw.pid}, url=url, script=with_token),
+    )
 
     if with_authorino:
         peer = authorino.start(work / "authorino", HOST, issuer.issuer, token, server_prefix)
