@@ -69,6 +69,22 @@ def _digest(value: object) -> bytes:
     return hashlib.sha256(_canonical(value).encode()).digest()
 
 
+_SETS: dict[frozenset, frozenset] = {}
+
+
+def _shared(items) -> frozenset[str]:
+    """One frozenset object per distinct set across compiles: policies repeat the same
+    algorithms, claims read, methods and roles, and every object a snapshot keeps is one
+    more for each pass of the garbage collector (bounded: cleared past 4,096 sets)."""
+    value = frozenset(items)
+    found = _SETS.get(value)
+    if found is None:
+        if len(_SETS) >= 4096:
+            _SETS.clear()
+        found = _SETS[value] = value
+    return found
+
+
 def _compile_rule(index: int, rule) -> CompiledRule:
     pattern = None
     if rule.mcp_names is not None:
@@ -76,13 +92,13 @@ def _compile_rule(index: int, rule) -> CompiledRule:
     return CompiledRule(
         index=index,
         path_prefix=normalize_path(rule.path_prefix),
-        methods=None if rule.methods is None else frozenset(m.upper() for m in rule.methods),
-        mcp_methods=None if rule.mcp_methods is None else frozenset(rule.mcp_methods),
+        methods=None if rule.methods is None else _shared(m.upper() for m in rule.methods),
+        mcp_methods=None if rule.mcp_methods is None else _shared(rule.mcp_methods),
         mcp_names=None if rule.mcp_names is None else tuple(rule.mcp_names),
         mcp_name_pattern=pattern,
         anonymous=rule.anonymous,
         require_scopes=tuple(rule.require_scopes),
-        require_roles=frozenset(rule.require_roles),
+        require_roles=_shared(rule.require_roles),
     )
 
 
@@ -168,14 +184,14 @@ def _claims_read(spec: PolicySpec) -> frozenset[str]:
     names.update(claim.split(".", 1)[0] for claim in spec.identity_headers.claims)
     if spec.facade is not None:
         names.update(FACADE_INTROSPECTION_CLAIMS)
-    return frozenset(names)
+    return _shared(names)
 
 
 def _compile_issuer(entry: IssuerSpec, spec: PolicySpec, ref: str, uid: str, secrets: Secrets) -> CompiledIssuer:
     namespace = ref.split("/", 1)[0]
     claims_read = _claims_read(spec)
     audiences = frozenset(normalize_audience(a) for a in (entry.audiences or [spec.resource]))
-    algorithms = frozenset(entry.algorithms or ASYMMETRIC_ALGORITHMS)
+    algorithms = _shared(entry.algorithms or ASYMMETRIC_ALGORITHMS)
     introspection = None
     if entry.introspection is not None:
         secret = secret_value(secrets, namespace, entry.introspection.client_secret_ref)
@@ -214,7 +230,7 @@ def _compile_dpop(spec: PolicySpec) -> CompiledDPoP:
     modes = [entry.sender_constraint.dpop for entry in spec.issuers]
     settings = spec.dpop
     return CompiledDPoP(
-        algorithms=frozenset(settings.algorithms or ASYMMETRIC_ALGORITHMS),
+        algorithms=_shared(settings.algorithms or ASYMMETRIC_ALGORITHMS),
         proof_lifetime_seconds=settings.proof_lifetime_seconds,
         nonce_lifetime_seconds=settings.nonce.lifetime_seconds if settings.nonce is not None else None,
         accepted=any(mode != "Disabled" for mode in modes),
@@ -260,7 +276,7 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
         claim_roles=tuple(ClaimRoleMapping(tuple(m.claim.split(".")), m.value, m.role) for m in spec.claim_roles),
         rules=rules,
         dry_run=spec.mode == "DryRun",
-        cors_origins=frozenset(spec.cors.allowed_origins) if spec.cors else frozenset(),
+        cors_origins=_shared(spec.cors.allowed_origins if spec.cors else ()),
         identity_headers=IdentityHeaderNames(
             subject=headers.subject,
             roles=headers.roles,
@@ -271,16 +287,13 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
         ),
         scopes_supported=tuple(sorted(scopes)),
         authorization_servers=authorization_servers,
-        spec=spec,
         dpop=_compile_dpop(spec),
         mtls_required=any(entry.sender_constraint.mtls == "Required" for entry in spec.issuers),
         token_cache_key=hashlib.sha256(b"".join(entry.cache_key for entry in issuers)).digest(),
     )
 
 
-def build_snapshot(
-    policies: list[CompiledPolicy], generation: int, version: str, document: dict | None = None
-) -> Snapshot:
+def build_snapshot(policies: list[CompiledPolicy], generation: int, version: str) -> Snapshot:
     routes: dict[str, list[tuple[str, CompiledPolicy]]] = {}
     for policy in policies:
         for host in policy.hosts:
@@ -298,7 +311,6 @@ def build_snapshot(
         version,
         tuple(policies),
         ordered,
-        document or {},
         {host: tuple(entries) for host, entries in facades.items()},
     )
 
@@ -347,17 +359,13 @@ def _collector_paused():
             gc.enable()
 
 
-def compile_loaded(
-    loaded: Loaded, generation: int, settings: ValidationSettings, document: dict | None = None
-) -> CompileResult:
+def compile_loaded(loaded: Loaded, generation: int, settings: ValidationSettings) -> CompileResult:
     """Compile what is valid; report what is not. Callers decide whether issues are fatal."""
     with _collector_paused():
-        return _compile_loaded(loaded, generation, settings, document)
+        return _compile_loaded(loaded, generation, settings)
 
 
-def _compile_loaded(
-    loaded: Loaded, generation: int, settings: ValidationSettings, document: dict | None
-) -> CompileResult:
+def _compile_loaded(loaded: Loaded, generation: int, settings: ValidationSettings) -> CompileResult:
     issues = list(loaded.issues)
     valid: list[PolicySource] = []
     reuse_key = reuse.Keys(loaded.secrets, settings)
@@ -396,14 +404,12 @@ def _compile_loaded(
         parts.append(done.version_part)
     reuse.MEMO.finish()
     version = content_version(loaded, accepted, parts)
-    return CompileResult(build_snapshot(compiled, generation, version, document), accepted, issues)
+    return CompileResult(build_snapshot(compiled, generation, version), accepted, issues)
 
 
-def compile_strict(
-    loaded: Loaded, generation: int, settings: ValidationSettings, document: dict | None = None
-) -> Snapshot:
+def compile_strict(loaded: Loaded, generation: int, settings: ValidationSettings) -> Snapshot:
     """All or nothing: any issue raises PolicyError and nothing is returned."""
-    result = compile_loaded(loaded, generation, settings, document)
+    result = compile_loaded(loaded, generation, settings)
     if result.issues:
         raise PolicyError(result.issues)
     return result.snapshot
@@ -456,4 +462,4 @@ def compile_document(document: object, settings: ValidationSettings) -> Snapshot
         manifests = [(f"{source} policies[{i}]", None, p) for i, p in enumerate(policies)]
         manifests += [(f"{source} secrets[{i}]", None, s) for i, s in enumerate(secrets)]
         loaded = parse_manifests(manifests)
-        return compile_strict(loaded, generation, settings, document)
+        return compile_strict(loaded, generation, settings)

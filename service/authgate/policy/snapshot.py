@@ -176,7 +176,6 @@ class CompiledPolicy:
     identity_headers: IdentityHeaderNames
     scopes_supported: tuple[str, ...]
     authorization_servers: tuple[str, ...]
-    spec: object = field(repr=False, compare=False)  # the typed PolicySpec, for later stages
     token_exchange: CompiledExchange | None = None
     facade: CompiledFacade | None = None
     dpop: CompiledDPoP = CompiledDPoP(frozenset(), 60, None, accepted=False, required=False)
@@ -210,7 +209,6 @@ class Snapshot:
     policies: tuple[CompiledPolicy, ...]
     # host → [(prefix, policy)] longest prefix first
     routes: dict[str, tuple[tuple[str, CompiledPolicy], ...]]
-    document: dict = field(repr=False, compare=False)  # the snapshot document it was built from
     # facade host → the policies with a facade there (the public port routes by host, then path)
     facades: dict[str, tuple[CompiledPolicy, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -230,4 +228,4 @@ class Snapshot:
         return None
 
 
-EMPTY_SNAPSHOT = Snapshot(generation=0, version="", policies=(), routes={}, document={})
+EMPTY_SNAPSHOT = Snapshot(generation=0, version="", policies=(), routes={})

@@ -42,6 +42,7 @@ class VerifiedToken:
     subject: str | None
     client_id: str | None
     expires_at: float
+    verified_at: float = 0.0  # when authgate verified it (the verified-token cache's TTL runs from it)
     introspected: bool = False  # an RFC 7662 answer, not a signature checked with the issuer's keys
     jkt: str | None = None  # cnf.jkt: bound to a DPoP key (RFC 9449 §6)
     x5t: str | None = None  # cnf.x5t#S256: bound to a client certificate (RFC 8705 §3.1)
@@ -160,7 +161,7 @@ class TokenValidator:
         self.egress = egress  # for RFC 7662 introspection of opaque tokens
         self._inactive: BoundedCache[tuple[bytes, bytes], bool] = BoundedCache(10_000)  # RFC 7662 "active": false
 
-    def _verified(self, entry: CompiledIssuer, claims: dict[str, Any], exp: float) -> VerifiedToken:
+    def _verified(self, entry: CompiledIssuer, claims: dict[str, Any], exp: float, now: float) -> VerifiedToken:
         subject = claims.get("sub")
         client_id = claims.get("client_id", claims.get("azp"))
         jkt, x5t = confirmation(claims)
@@ -171,6 +172,7 @@ class TokenValidator:
             subject=subject if isinstance(subject, str) else None,
             client_id=sys.intern(client_id) if isinstance(client_id, str) else None,
             expires_at=exp,
+            verified_at=now,
             jkt=jkt,
             x5t=x5t,
         )
@@ -190,8 +192,8 @@ class TokenValidator:
             if "iss" in answer and answer["iss"] != entry.issuer:
                 raise TokenError("introspection names another issuer")
             exp = check_claims(answer, entry, now, require_exp=False)
-            verified = replace(self._verified(entry, answer, min(exp, now + POSITIVE_TTL)), introspected=True)
-            self.cache.put(policy.token_cache_key, digest, verified, verified.expires_at, now)
+            verified = replace(self._verified(entry, answer, min(exp, now + POSITIVE_TTL), now), introspected=True)
+            self.cache.put(policy.token_cache_key, digest, verified, now)
             return verified
         raise TokenError("token is not active")
 
@@ -220,6 +222,6 @@ class TokenValidator:
         if not any(key.verify(jws.alg, jws.signing_input, jws.signature) for key in candidates[:4]):
             raise TokenError("signature verification failed")
         exp = check_claims(claims, entry, now)
-        verified = self._verified(entry, claims, exp)
-        self.cache.put(policy.token_cache_key, digest, verified, exp, now)
+        verified = self._verified(entry, claims, exp, now)
+        self.cache.put(policy.token_cache_key, digest, verified, now)
         return verified

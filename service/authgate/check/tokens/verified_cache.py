@@ -6,7 +6,9 @@ outlives the token's `exp`, nor `max_ttl` (which bounds how long a revoked signi
 keeps verifying cached tokens).
 
 Built for 100,000 entries and more at ~0.4 KB each (bench/REPORT.md): one plain dict
-whose key is the two digests concatenated and whose value is (deadline, token), and
+whose key is the two digests concatenated and whose value is the verified token itself
+(its deadline follows from its `expires_at` and `verified_at`: no wrapper object, so one
+object per entry for the memory and for each pass of the garbage collector), and
 eviction in insertion order when full (a token is inserted once, when first verified,
 and lives at most `max_ttl`: insertion order is close to least-recently-used here, at
 the cost of no per-hit bookkeeping). BoundedCache's OrderedDict would add a list node
@@ -15,11 +17,20 @@ and a key tuple per entry.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from authgate import metrics
 
-T = TypeVar("T")
+
+class Cacheable(Protocol):
+    @property
+    def expires_at(self) -> float: ...  # the token's exp
+
+    @property
+    def verified_at(self) -> float: ...  # when authgate verified it
+
+
+T = TypeVar("T", bound=Cacheable)
 
 _COUNTS = metrics.cache_counts("verified_token")
 
@@ -32,31 +43,30 @@ class VerifiedTokenCache(Generic[T]):
             raise ValueError("a cache cannot hold fewer than 0 entries")
         self.max_entries = max_entries  # 0: caches nothing
         self.max_ttl = max_ttl
-        self._entries: dict[bytes, tuple[float, T]] = {}
+        self._entries: dict[bytes, T] = {}
 
     def get(self, scope_key: bytes, token_digest: bytes, now: float) -> T | None:
         key = scope_key + token_digest
-        entry = self._entries.get(key)  # one lookup on the hot path
-        if entry is None:
+        value = self._entries.get(key)  # one lookup on the hot path
+        if value is None:
             _COUNTS[metrics.MISS] += 1
             return None
-        if now >= entry[0]:
+        if now >= value.expires_at or now >= value.verified_at + self.max_ttl:
             del self._entries[key]
             _COUNTS[metrics.EXPIRED] += 1
             return None
         _COUNTS[metrics.HIT] += 1
-        return entry[1]
+        return value
 
-    def put(self, scope_key: bytes, token_digest: bytes, value: T, expires_at: float, now: float) -> None:
-        deadline = min(expires_at, now + self.max_ttl)
-        if deadline <= now or self.max_entries == 0:
+    def put(self, scope_key: bytes, token_digest: bytes, value: T, now: float) -> None:
+        if min(value.expires_at, value.verified_at + self.max_ttl) <= now or self.max_entries == 0:
             return
         entries = self._entries
         key = scope_key + token_digest
         entries.pop(key, None)
         while len(entries) >= self.max_entries:
             del entries[next(iter(entries))]  # the oldest inserted
-        entries[key] = (deadline, value)
+        entries[key] = value
         metrics.TOKEN_CACHE_SIZE.set(len(entries))
 
     def __len__(self) -> int:
