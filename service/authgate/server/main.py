@@ -15,7 +15,7 @@ import os
 import zlib
 from collections.abc import Sequence
 
-from authgate import bounded_json
+from authgate import bounded_json, metrics
 from authgate.errors import PolicyError
 from authgate.policy import compile_document, compile_files
 from authgate.sealing import SealingKeyFile, SealingKeys
@@ -97,6 +97,7 @@ async def run_service(config: ServiceConfig, extra_listeners: Sequence[Listener]
         # out of the collector's generations, a full collection walks only what checks make.
         gc.collect()
         gc.freeze()
+        metrics.GC_PAUSES.install()
 
     async def stop() -> None:
         await grpc_server.stop()
