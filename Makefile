@@ -19,7 +19,7 @@ help:
 	@echo "make image   - build the authgate image daemonless (buildah) as authgate:dev, into the node if up"
 	@echo "make cluster-down - stop the node and the control plane, clean up what they changed"
 	@echo "make bench   - benchmarks: authgate, baselines, Envoy and Authorino side by side (bench/REPORT.md);"
-	@echo "               builds Authorino and ghz once (cached); quick check: make bench BENCH_ARGS=--quick"
+	@echo "               builds Authorino, ghz and vegeta once (cached); quick check: make bench BENCH_ARGS=--quick"
 	@echo "make soak    - 10 minutes at 70% of the maximum rate, mixed tokens: 5xx, RSS, p99 drift (bench/SOAK.md)"
 	@echo "make tools   - install the test tools: Debian nginx and wrk, npm oidc-provider, and the Go-built"
 	@echo "               kube-apiserver, etcd, kubectl, helm, kubeconform, traefik, the node's binaries"
@@ -75,7 +75,7 @@ format: venv
 	$(BIN)/ruff format .
 
 # Every configuration of issue #14 side by side (bench/REPORT.md and its PNG plots), then the
-# token-exchange and facade benchmarks. The peers (Authorino, ghz) are built here only, never by
+# token-exchange and facade benchmarks. The peers and load tools (Authorino, ghz, vegeta) are built here only, never by
 # `make tools`; matplotlib comes from the optional `bench` extra, never installed by `make test`.
 # A quick check of the harness: make bench BENCH_ARGS=--quick (or --rounds 1 --duration 3).
 BENCH_ARGS ?=

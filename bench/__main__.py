@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         ("Envoy", _version_of([str(Path(sys.executable).with_name("envoy")), "--version"]).split("version: ")[-1]),
         ("Authorino", _version_of([authorino.built("authorino") or "authorino", "version"])),
         ("ghz", _version_of([ghz or "ghz", "--version"])),
+        ("vegeta", _version_of([authorino.built("vegeta") or "vegeta", "-version"]).split("\n", 1)[0]),
         ("grpcio", report._version("grpcio")),
     ]
     run.load_end = report.loadavg()

@@ -250,6 +250,8 @@ def targets(run: Run) -> list[Target]:
             )
     if run.memory is not None:
         for paced in run.memory.paced:
+            if paced.label.startswith("the raw ASGI app"):
+                continue  # the floor: in the notes of the others
             out.append(
                 Target(
                     f"p99 (ms) at {paced.rate:,.0f} checks/s (50 % of the measured maximum), direct, {paced.label}",
@@ -258,7 +260,8 @@ def targets(run: Run) -> list[Target]:
                     False,
                     note=f"sent {paced.figures.get('rate_sent', 0):,.0f}/s, "
                     f"answered {paced.figures.get('answered', 0):,}, "
-                    f"errors {sum(paced.figures.get('errors', {}).values())}",
+                    f"errors {sum(paced.figures.get('errors', {}).values())}{_gc_note(paced.figures)}"
+                    f"{_floor_note(run.memory.paced)}",
                 )
             )
         per_100k = rss_per_100k(run.memory.points)
@@ -305,6 +308,25 @@ def targets(run: Run) -> list[Target]:
             )
         )
     return out
+
+
+def _floor_note(paced: list) -> str:
+    floor = next((p for p in paced if p.label.startswith("the raw ASGI app")), None)
+    if floor is None:
+        return ""
+    return (
+        f"; the same load against the raw ASGI app (the floor): p99 {floor.figures.get('p99_ms', float('nan')):.2f} ms"
+    )
+
+
+def _gc_note(figures: dict) -> str:
+    gc = figures.get("gc")
+    if not gc:
+        return ""
+    full, seconds = gc.get("count2", 0), gc.get("sum2", 0.0)
+    young = gc.get("count0", 0) + gc.get("count1", 0)
+    mean = f", {seconds / full * 1000:.1f} ms each" if full else ""
+    return f"; garbage collector during the run: {full:.0f} full passes{mean}, {young:.0f} young ones"
 
 
 def rss_per_100k(points: list[RssPoint]) -> tuple[float, str] | None:
@@ -544,13 +566,16 @@ def _render_memory(add, run: Run) -> None:
     if m.paced:
         add("### p99 under a paced load at 50 % of the maximum rate")
         add("")
+        tool = m.paced[0].figures.get("tool", "bench/paced_load.py")
         add(
-            "bench/paced_load.py (open loop: check i is due at start + i / rate whatever happened before, 32 "
-            "connections at most), pinned to the load CPU, against the same process; the maximum rate is the "
-            "median req/s of the *cached valid token, default log level* row of this run."
+            f"{tool} (open loop: check i is due at start + i / rate whatever happened before, 32 connections at "
+            "most), pinned to the load CPU, against a process as deployed (decision cache on); the maximum rate is "
+            "the median req/s of the *cached valid token, default log level* row of this run. The first row is the "
+            "same load against the raw ASGI app, which answers without doing anything: the floor this machine and "
+            "load generator reach at that moment."
         )
         add("")
-        add("| tokens | rate offered | rate sent | answered | errors | p50 ms | p99 ms |")
+        add("| server and tokens | rate offered | rate sent | answered | errors | p50 ms | p99 ms |")
         add("|---|---:|---:|---:|---:|---:|---:|")
         for paced in m.paced:
             f = paced.figures

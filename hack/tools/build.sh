@@ -5,7 +5,7 @@
 #   ${AUTHGATE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/authgate-tools}/<tool>-<version>/bin/<tool>
 #
 #   hack/tools/build.sh [TOOL ...]        build what is missing (default: every test tool), in parallel
-#   hack/tools/build.sh bench             the benchmark peers only (authorino, ghz): `make bench`
+#   hack/tools/build.sh bench             the benchmark tools only (authorino, ghz, vegeta): `make bench`
 #   hack/tools/build.sh --list            each tool, its version, built or not
 #   hack/tools/build.sh --print-path TOOL the binary's path (exit 1 if it is not built)
 #
@@ -13,7 +13,7 @@
 # (built together; alias: kubernetes), etcd etcdctl (together), helm, kubeconform,
 # traefik, containerd containerd-shim-runc-v2 ctr (together), coredns, pause (the
 # sandbox process, C from the kubernetes module, linked statically). Bench-only (never built
-# by default, CI does not need them): authorino, ghz (alias: bench), built from their
+# by default, CI does not need them): authorino, ghz, vegeta (alias: bench), built from their
 # downloaded module source. A tool whose binary exists is skipped without
 # running Go. Builds run under `nice -n 10`, share one module and build cache under the
 # cache root (a version bump rebuilds incrementally), and are installed by rename, so an
@@ -25,7 +25,7 @@ set -euo pipefail
 KUBERNETES_TOOLS=(kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy)
 CONTAINERD_TOOLS=(containerd containerd-shim-runc-v2 ctr)
 ALL_TOOLS=("${KUBERNETES_TOOLS[@]}" etcd etcdctl helm kubeconform traefik "${CONTAINERD_TOOLS[@]}" coredns pause)
-BENCH_TOOLS=(authorino ghz) # `make bench` only: not in ALL_TOOLS, so `make tools` and CI skip them
+BENCH_TOOLS=(authorino ghz vegeta) # `make bench` only: not in ALL_TOOLS, so `make tools` and CI skip them
 
 die() { echo "build.sh: $*" >&2; exit 2; }
 
@@ -41,6 +41,7 @@ tool_version() {
     coredns) echo "$COREDNS_VERSION" ;;
     authorino) echo "$AUTHORINO_VERSION" ;;
     ghz) echo "$GHZ_VERSION" ;;
+    vegeta) echo "$VEGETA_VERSION" ;;
     *) die "unknown tool '$1' (tools: ${ALL_TOOLS[*]} ${BENCH_TOOLS[*]})" ;;
   esac
 }
@@ -185,6 +186,11 @@ build_authorino() {
 build_ghz() {
   build_module_copy "$1" github.com/bojand/ghz "$GHZ_VERSION" ./cmd/ghz ghz \
     "$(ldflags_x "main.version=$GHZ_VERSION")"
+}
+
+build_vegeta() {
+  build_module_copy "$1" github.com/tsenart/vegeta/v12 "$VEGETA_VERSION" . vegeta \
+    "$(ldflags_x "main.Version=$VEGETA_VERSION")"
 }
 
 # --- one build: lock, re-check, build into a temporary directory, rename into place ---
