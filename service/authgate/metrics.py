@@ -1,16 +1,19 @@
 """Prometheus metrics of the auth service, served on the metrics port.
 
 What changes on every check (checks by decision, their latency, verified-token and
-decision cache lookups) is counted in plain integers by the event loop that makes the
-checks, and turned into metric families only when scraped (`HotPathCollector`):
-prometheus_client's Counter and Histogram take a lock per update, which costs more than
-many of the checks they count. Everything else uses prometheus_client's types as is.
+decision cache lookups) is counted in plain integers, and turned into metric families
+only when scraped (`HotPathCollector`): prometheus_client's Counter and Histogram take a
+lock per update and per label lookup, which costs more than many of the checks they
+count. The check counts take one plain lock (the gRPC port counts from its threads); the
+cache counts are kept under their cache's own lock or on the event loop. Everything else
+uses prometheus_client's types as is.
 """
 
 from __future__ import annotations
 
 import bisect
 import gc
+import threading
 import time
 from collections.abc import Iterator
 
@@ -142,11 +145,16 @@ GC_PAUSES = GcPauses()
 REGISTRY.register(GC_PAUSES)
 
 
+_COUNT_LOCK = threading.Lock()  # the event loop and the gRPC port's worker threads count checks
+
+
 def count_check(dialect: str, allowed: bool, reason: str, elapsed: float) -> None:
     key = (dialect, allowed, reason)
-    _checks[key] = _checks.get(key, 0) + 1
-    _buckets[bisect.bisect_left(LATENCY_BUCKETS, elapsed)] += 1
-    HOT_PATH.latency_sum += elapsed
+    bucket = bisect.bisect_left(LATENCY_BUCKETS, elapsed)
+    with _COUNT_LOCK:
+        _checks[key] = _checks.get(key, 0) + 1
+        _buckets[bucket] += 1
+        HOT_PATH.latency_sum += elapsed
 
 
 def cache_counts(name: str) -> list[int]:

@@ -20,10 +20,14 @@ An answer is kept the second time its key is decided, not the first (`admit`: th
 once, a client that never comes back) costs no entry, encodes nothing for one and evicts
 no entry in use. The doorkeeper is a set of key hashes, as bounded as the cache and
 emptied when full; a hash collision only admits an answer one decision early.
+
+Thread-safe (one lock, held for a dict operation or two): the gRPC port answers hits
+from its worker threads (server/grpc_app.py) while the event loop serves the HTTP port.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from authgate import metrics
@@ -72,44 +76,49 @@ class DecisionCache:
         self._entries: BoundedCache[tuple, CachedAnswer] = BoundedCache(max_entries)
         self._seen: set[int] = set()  # hashes of keys decided once since they were last admitted
         self._max_seen = max_entries
+        self._lock = threading.Lock()
         self.enabled = max_entries > 0
 
     def admit(self, key: tuple) -> bool:
         """Whether to keep the answer just decided for `key`: True when the key was decided before."""
-        seen = self._seen
         digest = hash(key)
-        if digest in seen:
-            seen.discard(digest)
-            return True
-        if len(seen) >= self._max_seen:
-            seen.clear()
-        seen.add(digest)
-        return False
+        with self._lock:
+            seen = self._seen
+            if digest in seen:
+                seen.discard(digest)
+                return True
+            if len(seen) >= self._max_seen:
+                seen.clear()
+            seen.add(digest)
+            return False
 
     def get(self, key: tuple, generation: int, now: float) -> CachedAnswer | None:
-        entries = self._entries
-        expired = entries.expired
-        answer = entries.get(key, now)
-        if answer is None:
-            _COUNTS[metrics.EXPIRED if entries.expired != expired else metrics.MISS] += 1
-            return None
-        if answer.generation != generation or (
-            answer.key_source is not None and not self.keys.usable(answer.key_source)
-        ):
-            entries.pop(key)
-            _COUNTS[metrics.EXPIRED] += 1
-            return None
-        _COUNTS[metrics.HIT] += 1
-        return answer
+        with self._lock:
+            entries = self._entries
+            expired = entries.expired
+            answer = entries.get(key, now)
+            if answer is None:
+                _COUNTS[metrics.EXPIRED if entries.expired != expired else metrics.MISS] += 1
+                return None
+            if answer.generation != generation or (
+                answer.key_source is not None and not self.keys.usable(answer.key_source)
+            ):
+                entries.pop(key)
+                _COUNTS[metrics.EXPIRED] += 1
+                return None
+            _COUNTS[metrics.HIT] += 1
+            return answer
 
     def put(self, key: tuple, answer: CachedAnswer, decision: Decision, now: float) -> None:
         until = deadline(decision, now, self.ttl)
         if until > now:
-            self._entries.put(key, answer, until)
+            with self._lock:
+                self._entries.put(key, answer, until)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._seen.clear()
+        with self._lock:
+            self._entries.clear()
+            self._seen.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -4,19 +4,28 @@ The Check method takes the message as bytes and decodes it here, so a message th
 does not decode (bad UTF-8 in a string field, truncated, not protobuf) is a 400 like
 any other malformed check, not an exception inside grpcio; and it answers bytes, so an
 answer from the decision cache (server/decision_cache.py, keyed by every field the
-dialect reads) is sent without building or serializing a message. grpc.aio runs on the
-service's event loop.
+dialect reads) is sent without building or serializing a message.
+
+grpcio's synchronous server, not grpc.aio: with grpc.aio every call crosses from grpc
+core's poller thread to the event loop and back, some 30 system calls a call, and Envoy in
+front of it paid for the wake-ups too (bench/GRPC.md: Envoy + gRPC cost 0.65 of grpc.aio's
+CPU per request with the synchronous server handing every call to a loop). A worker thread
+answers a decision-cache hit itself, lock-free but for the cache's and the counters' locks;
+anything else is decided on the service's event loop (`run_coroutine_threadsafe`) while the
+thread waits. WORKERS threads: enough that checks waiting on a slow issuer's keys do not
+hold up the rest (the calls past that wait in grpcio's queue, none is refused).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from authgate import metrics
 from authgate.check.decision import bad_request, internal_error
@@ -37,21 +46,24 @@ from authgate.server.dialects.envoy_grpc import (
 from authgate.server.dialects.headers import first_request_id
 from authgate.server.service import AuthService
 
+WORKERS = 64
+
 log = logging.getLogger("authgate.grpc")
 
 
 class AuthorizationServicer:
-    """`Authorization/Check`, registered with a pass-through deserializer (see `register`)."""
+    """`Authorization/Check`, registered with a pass-through deserializer (see `register`).
+    Runs in the server's worker threads; `loop` is the service's event loop."""
 
-    def __init__(self, service: AuthService) -> None:
+    def __init__(self, service: AuthService, loop: asyncio.AbstractEventLoop) -> None:
         self.service = service
+        self.loop = loop
         name = service.settings.client_cert_header
         self._cert_header = name.lower() if name else None
 
-    async def Check(self, message: bytes, context) -> bytes:
+    def Check(self, message: bytes, context) -> bytes:
         """The serialized CheckResponse: a cached answer's bytes are sent as they are."""
         service = self.service
-        check_request = None
         try:
             request = external_auth_pb2.CheckRequest.FromString(message)
         except Exception:  # DecodeError in practice; whatever the decoder raises, the bytes are at fault
@@ -82,6 +94,15 @@ class AuthorizationServicer:
             metrics.ERRORS.labels(where="grpc-parse").inc()
             log.exception("gRPC check request parsing failed")
             return check_response(internal_error()).SerializeToString()
+        try:
+            return asyncio.run_coroutine_threadsafe(self._decide(check_request, key), self.loop).result()
+        except Exception:  # the loop is gone (shutdown) or the decision failed: fail closed
+            metrics.ERRORS.labels(where="grpc-decide").inc()
+            log.exception("gRPC check failed")
+            return check_response(internal_error()).SerializeToString()
+
+    async def _decide(self, check_request: CheckRequest, key: tuple | None) -> bytes:
+        service = self.service
         generation = service.snapshot.generation  # the one decided under, even if a push lands meanwhile
         decision, log_fields = await service.check_and_record(check_request, "envoy-grpc")
         if key is not None and cacheable(decision):
@@ -91,7 +112,7 @@ class AuthorizationServicer:
         return check_response(decision, check_request.request_id).SerializeToString()
 
 
-def register(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:
+def register(servicer: AuthorizationServicer, server: grpc.Server) -> None:
     """What xds-protos' add_AuthorizationServicer_to_server does, but the request stays bytes:
     grpcio would run the decoder before the handler, answer UNKNOWN with the decoder's text
     and log a traceback for every bad message."""
@@ -110,24 +131,29 @@ class GrpcServer:
     """The gRPC port: ext_authz Check plus gRPC health (`grpc.health.v1`) for Envoy's health checks."""
 
     def __init__(self, service: AuthService, address: str, port: int) -> None:
-        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_CHECK_MESSAGE)])
-        register(AuthorizationServicer(service), self.server)
-        self.health = HealthServicer()
+        self.service = service
+        self.server = grpc.server(
+            ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="authgate-grpc"),
+            options=[("grpc.max_receive_message_length", MAX_CHECK_MESSAGE)],
+        )
+        self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         bind = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         if self.server.add_insecure_port(bind) == 0:
             raise OSError(f"cannot bind the gRPC port {bind}")
 
     async def start(self) -> None:
-        await self.server.start()
+        register(AuthorizationServicer(self.service, asyncio.get_running_loop()), self.server)
+        self.server.start()
         for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def drain(self) -> None:
         """Tell Envoy's health checks to go elsewhere; calls are still answered."""
         for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def stop(self) -> None:
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace=5)
+        self.health.enter_graceful_shutdown()
+        # Calls in flight finish (up to 5 s): their decisions need this loop, so wait off it.
+        await asyncio.to_thread(lambda: self.server.stop(grace=5).wait())

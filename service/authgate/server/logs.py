@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
@@ -63,8 +64,9 @@ class DecisionLog:
     buffered and written together at most FLUSH_SECONDS later, or as soon as
     MAX_BUFFERED are waiting, and at shutdown (`flush()`: the service's stop, and
     atexit), so nothing is lost on SIGTERM and at most FLUSH_SECONDS of lines on a crash.
-    Outside an event loop a line is written at once. Level filtering still follows the
-    `authgate.decision` logger.
+    Any thread may write (the gRPC port's workers do): the buffer is under a lock, and the
+    timed flush runs on the event loop `bind()` named; with no loop a line is written at
+    once. Level filtering still follows the `authgate.decision` logger.
 
     A line is `fixed` fields encoded once per decision (`encode_fields`; a cached decision
     keeps them) between the per-request ones: ts, request_id (a sane proxy id or one of
@@ -79,8 +81,14 @@ class DecisionLog:
         self.logger = logging.getLogger(name)
         self._buffer: list[str] = []
         self._flush_pending = False
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._head = f'"level":"info","logger":"{name}","msg":"decision","request_id":"'
         atexit.register(self.flush)
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """The loop that runs the timed flushes of lines written from other threads."""
+        self._loop = loop
 
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
@@ -98,25 +106,31 @@ class DecisionLog:
             return
         if not _JSON_SAFE_ID.fullmatch(request_id):
             request_id = json.dumps(request_id)[1:-1]
-        self._buffer.append(
-            f'{{"ts":"{_clock.format(time.time())}",{self._head}{request_id}",{fixed},"latency_ms":{latency_ms}}}\n'
-        )
-        if len(self._buffer) >= self.MAX_BUFFERED:
-            self.flush()
-        elif not self._flush_pending:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
+        line = f'{{"ts":"{_clock.format(time.time())}",{self._head}{request_id}",{fixed},"latency_ms":{latency_ms}}}\n'
+        with self._lock:
+            self._buffer.append(line)
+            if len(self._buffer) < self.MAX_BUFFERED and self._flush_pending:
                 return
-            self._flush_pending = True
-            loop.call_later(self.FLUSH_SECONDS, self.flush)
+            full = len(self._buffer) >= self.MAX_BUFFERED
+            self._flush_pending = not full
+        if full:
+            self.flush()
+            return
+        try:
+            asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+        except RuntimeError:  # not on a loop: a worker thread, or no loop at all
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                self.flush()
+            else:
+                loop.call_soon_threadsafe(loop.call_later, self.FLUSH_SECONDS, self.flush)
 
     def flush(self) -> None:
-        self._flush_pending = False
-        if not self._buffer or _stream is None:
-            return
-        lines, self._buffer = self._buffer, []
+        with self._lock:
+            self._flush_pending = False
+            if not self._buffer or _stream is None:
+                return
+            lines, self._buffer = self._buffer, []
         try:
             _stream.write("".join(lines))
             _stream.flush()

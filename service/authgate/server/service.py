@@ -6,6 +6,7 @@ and caches are kept in step with it. Adapters call `check()` and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class AuthService:
         return (self.sealing_keys or self._process_keys).derived_keys(NONCE_PURPOSE, policy_uid)
 
     async def start(self) -> None:
+        decision_log.bind(asyncio.get_running_loop())  # for lines the gRPC port's threads write
         self.keys.start()
 
     async def stop(self) -> None:
