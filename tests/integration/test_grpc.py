@@ -10,6 +10,7 @@ port behind real Envoy.)
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 
 import grpc
@@ -341,3 +342,33 @@ def test_decisions_are_logged_with_the_grpc_dialect(service, stub):
     check(stub, path="/mcp/health", x_request_id="grpc-log-1")
     line = next(d for d in service.decisions() if d["request_id"] == "grpc-log-1")
     assert line["dialect"] == "envoy-grpc" and line["reason"] == "anonymous"
+
+
+def test_concurrent_checks_from_the_worker_threads_are_each_answered_counted_and_logged_once(service, stub, mint):
+    """Hits are answered in the gRPC port's worker threads, misses on the event loop: under
+    concurrency every call gets its own answer, one count and one decision line."""
+    readers = [mint(audience=RESOURCE, scope="mcp:read", sub=f"user{i}") for i in range(8)]
+    calls = [(f"grpc-conc-{i}", readers[i % 8] if i % 3 else None) for i in range(240)]
+    allows = ("authgate_checks_total", 'decision="allow",dialect="envoy-grpc",reason="allowed"')
+    denials = ("authgate_checks_total", 'decision="deny",dialect="envoy-grpc",reason="no_token"')
+    before = [_metric(service, *which) for which in (allows, denials)]
+
+    def one(call):
+        rid, token = call
+        response = check(stub, token=token, x_request_id=rid)
+        return rid, token, response
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(one, calls))
+    for rid, token, response in answers:
+        if token is None:
+            assert response.status.code == 16
+            assert header_dict(response.denied_response.headers)["x-request-id"] == rid
+        else:
+            assert response.status.code == 0
+            assert header_dict(response.ok_response.headers)["x-auth-subject"].startswith("user")
+    after = [_metric(service, *which) for which in (allows, denials)]
+    assert after[0] - before[0] == sum(1 for _, token in calls if token)
+    assert after[1] - before[1] == sum(1 for _, token in calls if token is None)
+    logged = [d["request_id"] for d in service.decisions() if d["request_id"].startswith("grpc-conc-")]
+    assert sorted(logged) == sorted(rid for rid, _ in calls)
