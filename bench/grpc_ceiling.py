@@ -1,11 +1,13 @@
-"""The Python gRPC ceiling: a trivial grpc.aio unary servicer of
+"""The Python gRPC ceiling: a trivial unary servicer of
 `envoy.service.auth.v3.Authorization/Check` returning one fixed, prebuilt CheckResponse
 (status OK), with nothing parsed and nothing decided.
 
-    python -m bench.grpc_ceiling PORT
+    python -m bench.grpc_ceiling PORT          # grpc.aio (issue #14's reference)
+    python -m bench.grpc_ceiling PORT sync     # grpcio's synchronous server, as authgate runs it
 
-It runs on the same grpc.aio server as authgate's gRPC port, with the same message-size
-cap, so "authgate gRPC Check / this" is the share of the Python gRPC ceiling authgate reaches.
+Both with the same message-size cap as authgate's gRPC port; `sync` with the same worker
+pool (server/grpc_app.py), so "authgate gRPC Check / this" is the share of the ceiling of
+the implementation authgate uses.
 """
 
 from __future__ import annotations
@@ -33,7 +35,28 @@ async def serve(port: int) -> None:
     await server.wait_for_termination()
 
 
-def main(port: int) -> None:
+def serve_sync(port: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from authgate.server.grpc_app import WORKERS
+
+    class Fixed(external_auth_pb2_grpc.AuthorizationServicer):
+        def Check(self, request, context) -> external_auth_pb2.CheckResponse:
+            return RESPONSE
+
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=WORKERS), options=[("grpc.max_receive_message_length", 1024 * 1024)]
+    )
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Fixed(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def main(port: int, sync: bool = False) -> None:
+    if sync:
+        serve_sync(port)
+        return
     try:
         import uvloop  # as authgate's process runs
 
@@ -44,4 +67,4 @@ def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sync=sys.argv[2:] == ["sync"])

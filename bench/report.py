@@ -205,6 +205,9 @@ def targets(run: Run) -> list[Target]:
                 0.80,
                 True,
                 cpu_ratio(r, "authgate-grpc", "grpc-ceiling"),
+                note="authgate runs grpcio's synchronous server (bench/GRPC.md); against the trivial servicer on "
+                f"that server: {_fmt(rps_ratio(r, 'authgate-grpc', 'grpc-ceiling-sync'), 2)} (req/s), "
+                f"{_fmt(cpu_ratio(r, 'authgate-grpc', 'grpc-ceiling-sync'), 2)} (per server CPU-second)",
             )
         )
         out.append(

@@ -17,6 +17,7 @@ Configurations (names are the keys of the report):
                         -rs256 / -eddsa for the uncached-validation ratios
     authgate-grpc       authgate gRPC Check direct (ghz, one HTTP/2 connection)
     grpc-ceiling        a trivial grpc.aio servicer (bench/grpc_ceiling.py), same ghz settings
+    grpc-ceiling-sync   the same on grpcio's synchronous server, as authgate's gRPC port runs
     envoy-jwt-authn     Envoy's jwt_authn filter
     envoy-http-authgate / envoy-grpc-authgate   Envoy + ext_authz → the warning-level authgate
     envoy-http-raw      Envoy + ext_authz HTTP → the raw ASGI app (an authorizer that does
@@ -61,6 +62,7 @@ LABELS = {
     "authgate-distinct-eddsa": "same, {n:,} distinct valid EdDSA tokens",
     "authgate-grpc": "authgate gRPC Check, direct (ghz, {c} concurrent calls, one HTTP/2 connection)",
     "grpc-ceiling": "trivial grpc.aio unary servicer, fixed CheckResponse (same ghz settings)",
+    "grpc-ceiling-sync": "the same servicer on grpcio's synchronous server (authgate's gRPC server since #14)",
     "envoy-jwt-authn": "Envoy `jwt_authn` (native filter, same token)",
     "envoy-http-authgate": "Envoy + ext_authz HTTP → authgate",
     "envoy-http-raw": "Envoy + ext_authz HTTP → the raw ASGI app (allows everything: the path's Python ceiling)",
@@ -255,7 +257,7 @@ def start(
     no_token = script("no-token", {"Host": HOST})
 
     # Baselines: a raw ASGI app, a Starlette route (one process each).
-    raw_port, starlette_port, ceiling_port = free_port(), free_port(), free_port()
+    raw_port, starlette_port, ceiling_port, sync_ceiling_port = free_port(), free_port(), free_port(), free_port()
     raw = _spawn(
         stack, [*server_prefix, sys.executable, "-m", "bench.baseline", str(raw_port), "raw"], work / "raw.log"
     )
@@ -340,8 +342,17 @@ def start(
         "authgate-grpc", grpc_load({"authgate": off.process.pid}, off.grpc_port), metrics_port=off.metrics_port
     )
     setup.configs["grpc-ceiling"] = Config("grpc-ceiling", grpc_load({"server": ceiling.pid}, ceiling_port))
+    sync_ceiling = _spawn(
+        stack,
+        [*server_prefix, sys.executable, "-m", "bench.grpc_ceiling", str(sync_ceiling_port), "sync"],
+        work / "ceiling-sync.log",
+    )
+    setup.configs["grpc-ceiling-sync"] = Config(
+        "grpc-ceiling-sync", grpc_load({"server": sync_ceiling.pid}, sync_ceiling_port)
+    )
     if ghz is not None:
         _wait_grpc(ghz, setup.configs["grpc-ceiling"].load, ceiling, work / "ceiling.log")
+        _wait_grpc(ghz, setup.configs["grpc-ceiling-sync"].load, sync_ceiling, work / "ceiling-sync.log")
         _wait_grpc(ghz, setup.configs["authgate-grpc"].load, off.process, off.log_path)
 
     # Envoy: jwt_authn, ext_authz HTTP and gRPC to the warning-level authgate.
@@ -401,7 +412,7 @@ def start(
         setup.notes.append("Authorino skipped (--skip-authorino or not built): its three rows are empty.")
     if ghz is None:
         setup.notes.append("ghz is not built: the gRPC-direct rows are empty (run `hack/tools/build.sh ghz`).")
-        for name in ("authgate-grpc", "grpc-ceiling", "authorino-grpc"):
+        for name in ("authgate-grpc", "grpc-ceiling", "grpc-ceiling-sync", "authorino-grpc"):
             setup.configs.pop(name, None)
     return setup
 

@@ -10,7 +10,7 @@ write), else the configured header's when the service trusts one.
 cover the request's host (pipeline.decide). The Decision is rendered once
 (dialects.render) and wrapped in OkHttpResponse or DeniedHttpResponse.
 
-Types come from PyPI `xds-protos`; the port itself (grpc.aio) is server/grpc_app.py.
+Types come from PyPI `xds-protos`; the port itself (grpcio's server) is server/grpc_app.py.
 """
 
 from __future__ import annotations
