@@ -145,7 +145,36 @@ def system(node: NodeCluster, idp: PodIdp, ca: TestCA, tmp_path_factory: pytest.
     figures["kubectl apply facade policy -> Ready, Synced 2/2"] = f"{time.monotonic() - began:.1f}s"
     node.wait_available(APPS, "mcp-server")
     eventually(lambda: challenge_status(ca) == 401, timeout=60, what="Traefik routes /mcp through authgate")
+    # The operator creates the sealing-key Secret after the install; kubelet puts it in the
+    # running pods' volume at its next sync of them (up to about a minute later). Until
+    # then a replica's facade answers registrations 503: wait for every replica.
+    began = time.monotonic()
+    eventually(
+        lambda: all(registration_status(ca) == 201 for _ in range(3 * REPLICAS)),
+        timeout=180,
+        what="every service pod has the operator's sealing keys (the facade registers clients)",
+    )
+    figures["sealing keys in every service pod"] = f"{time.monotonic() - began:.1f}s"
     return node
+
+
+def registration_status(ca: TestCA) -> int:
+    """A dynamic client registration (RFC 7591) at the facade, through Traefik."""
+    metadata = {
+        "client_name": "readiness probe",
+        "redirect_uris": ["http://127.0.0.1:9/callback"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }
+    with httpx.Client(verify=ca.ssl_context(), timeout=10, trust_env=False) as client:
+        response = client.post(
+            f"https://{NODE_IP}:{TRAEFIK_NODE_PORT}/oauth2/register",
+            json=metadata,
+            headers={"Host": f"{HOST}:{TRAEFIK_NODE_PORT}"},
+            extensions={"sni_hostname": HOST},
+        )
+    return response.status_code
 
 
 def challenge_status(ca: TestCA) -> int:

@@ -47,6 +47,10 @@ from authgate.server.dialects.headers import first_request_id
 from authgate.server.service import AuthService
 
 WORKERS = 64
+# How long a worker waits for a decision made on the event loop: past every outbound call's
+# own limit (a decision makes at most a few, each bounded), so only a loop that is gone or
+# stuck hits it; the check then fails closed and the worker is free again.
+DECISION_WAIT_SECONDS = 60.0
 
 log = logging.getLogger("authgate.grpc")
 
@@ -95,7 +99,8 @@ class AuthorizationServicer:
             log.exception("gRPC check request parsing failed")
             return check_response(internal_error()).SerializeToString()
         try:
-            return asyncio.run_coroutine_threadsafe(self._decide(check_request, key), self.loop).result()
+            decided = asyncio.run_coroutine_threadsafe(self._decide(check_request, key), self.loop)
+            return decided.result(DECISION_WAIT_SECONDS)
         except Exception:  # the loop is gone (shutdown) or the decision failed: fail closed
             metrics.ERRORS.labels(where="grpc-decide").inc()
             log.exception("gRPC check failed")
