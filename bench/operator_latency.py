@@ -2,11 +2,11 @@
 
 A real control plane (etcd + kube-apiserver), three `authgate serve` replicas in network
 namespaces, `authgate operator` with the chart's RBAC (tests/support/installation.py).
-For 1, 100 and 1,000 policies in the cluster: 20 edits of one policy (its host changes),
+For 1, 100, 1,000 and 10,000 policies in the cluster: 20 edits of one policy (its host changes),
 each timed from the API request that changes it to the moment all three replicas answer
 for the new host. Needs root (network namespaces) and `make tools`.
 
-    .venv/bin/python -m bench.operator_latency [--sizes 1 100 1000] [--edits 20]
+    .venv/bin/python -m bench.operator_latency [--sizes 1 100 1000 10000] [--edits 20]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 1000, 10_000])
     parser.add_argument("--edits", type=int, default=20)
     args = parser.parse_args()
     require_netns()

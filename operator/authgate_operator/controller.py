@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from authgate.collector import collector_paused
 from authgate.errors import SnapshotTooLarge
 from authgate.policy import ValidationSettings
 from authgate_operator.cluster import (
@@ -88,8 +89,9 @@ class Controller:
     async def _rounds(self) -> None:
         pending, seen, woken = True, None, False
         while True:
-            objects = self.policies()
-            key = policies_key(objects)
+            with collector_paused():
+                objects = self.policies()
+                key = policies_key(objects)
             if not (woken and not pending and key == seen):  # a status-only event changes nothing
                 seen = key
                 try:
@@ -128,11 +130,12 @@ class Controller:
         """One round. True when something is still pending (a replica not yet in sync)."""
         secrets = await self._secrets(objects)
         inputs = inputs_key(key, secrets)
-        if inputs != self.inputs or self.compiled is None:  # a resync with nothing changed compiles nothing
-            self.compiled = compile_cluster(objects, secrets, self.config.validation)
-            self.inputs = inputs
-        compiled = self.compiled
-        self._publish(plan_snapshot(compiled, self.published), compiled)
+        with collector_paused():  # 10,000 policies: a million short-lived objects (authgate/collector.py)
+            if inputs != self.inputs or self.compiled is None:  # a resync with nothing changed compiles nothing
+                self.compiled = compile_cluster(objects, secrets, self.config.validation)
+                self.inputs = inputs
+            compiled = self.compiled
+            self._publish(plan_snapshot(compiled, self.published), compiled)
         store_error = await self._store()
         endpoints = await self.kube.endpoints(self.config.service)
         reports = await self._sync(endpoints)

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from authgate import bounded_json, metrics
+from authgate.collector import collector_paused
 from authgate.errors import PolicyError, StaleSnapshot
 from authgate.policy import Snapshot, ValidationSettings, compile_document
 from authgate.server.admin_auth import AdminAuth
@@ -31,7 +32,8 @@ def _error(status: int, error: str, description: str, **extra) -> JSONResponse:
 
 
 def _read_and_compile(body: bytes, settings: ValidationSettings) -> Snapshot:
-    return compile_document(bounded_json.read(body, MAX_SNAPSHOT_BYTES), settings)
+    with collector_paused():
+        return compile_document(bounded_json.read(body, MAX_SNAPSHOT_BYTES), settings)
 
 
 def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Sequence
 
 from authgate import bounded_json, metrics
+from authgate.collector import collector_paused
 from authgate.errors import PolicyError
 from authgate.policy import compile_document, compile_files
 from authgate.sealing import SealingKeyFile, SealingKeys
@@ -63,8 +64,9 @@ def build_service(config: ServiceConfig) -> AuthService:
         service.load(compile_files(list(config.policy_files), service.settings.validation))
     elif config.bootstrap_snapshot and os.path.exists(config.bootstrap_snapshot):
         try:
-            document = read_snapshot_file(config.bootstrap_snapshot)
-            service.load(compile_document(document, service.settings.validation))
+            with collector_paused():
+                document = read_snapshot_file(config.bootstrap_snapshot)
+                service.load(compile_document(document, service.settings.validation))
         except (PolicyError, ValueError, OSError) as error:
             log.error("bootstrap snapshot unusable; waiting for a push", extra={"error": str(error)[:500]})
     return service
