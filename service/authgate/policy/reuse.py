@@ -56,6 +56,10 @@ class Memo:
     def clear(self) -> None:
         self._last, self._this = {}, {}
 
+    def __len__(self) -> int:
+        """The policies the next compile may reuse."""
+        return len(self._last)
+
 
 MEMO = Memo()
 
