@@ -288,7 +288,7 @@ def compile_policy(source: PolicySource, secrets: Secrets) -> CompiledPolicy:
         authorization_servers=authorization_servers,
         dpop=_compile_dpop(spec),
         mtls_required=any(entry.sender_constraint.mtls == "Required" for entry in spec.issuers),
-        token_cache_key=hashlib.sha256(b"".join(entry.cache_key for entry in issuers)).digest(),
+        token_cache_key=hashlib.sha256(b"".join(entry.cache_key for entry in issuers)).digest()[:16],
     )
 
 

@@ -1,7 +1,9 @@
 """A bounded cache of tokens that passed verification.
 
 Keyed by (the policy's issuer list, `CompiledPolicy.token_cache_key`; SHA-256 of the
-token), so a token verified for one policy's audience is never accepted for another. An entry never
+token), so a token verified for one policy's audience is never accepted for another. The
+key keeps 128 bits of each digest (32 bytes, not 64, per entry): two keys alike would take
+a second preimage of one, 2^128 work, as no one can choose another's token or policy. An entry never
 outlives the token's `exp`, nor `max_ttl` (which bounds how long a revoked signing key
 keeps verifying cached tokens).
 
@@ -47,7 +49,7 @@ class VerifiedTokenCache(Generic[T]):
         self._entries: dict[bytes, T] = {}
 
     def get(self, scope_key: bytes, token_digest: bytes, now: float) -> T | None:
-        key = scope_key + token_digest
+        key = scope_key + token_digest[:16]
         value = self._entries.get(key)  # one lookup on the hot path
         if value is None:
             _COUNTS[metrics.MISS] += 1
@@ -63,7 +65,7 @@ class VerifiedTokenCache(Generic[T]):
         if min(value.expires_at, value.verified_at + self.max_ttl) <= now or self.max_entries == 0:
             return
         entries = self._entries
-        key = scope_key + token_digest
+        key = scope_key + token_digest[:16]
         entries.pop(key, None)
         if len(entries) >= self.max_entries:
             self._evict_oldest()
