@@ -443,8 +443,13 @@ def compile_document(document: object, settings: ValidationSettings) -> Snapshot
         issues.append(PolicyIssue(source, None, sorted(unknown)[0], "unknown field"))
     if issues:
         raise PolicyError(issues)
-    with collector_paused():
-        manifests = [(f"{source} policies[{i}]", None, p) for i, p in enumerate(policies)]
-        manifests += [(f"{source} secrets[{i}]", None, s) for i, s in enumerate(secrets)]
-        loaded = parse_manifests(manifests)
-        return compile_strict(loaded, generation, settings)
+    with collector_paused():  # it ends after the parsed manifests are gone (collector.py)
+        return _compile_manifests(policies, secrets, source, generation, settings)
+
+
+def _compile_manifests(
+    policies: list, secrets: list, source: str, generation: int, settings: ValidationSettings
+) -> Snapshot:
+    manifests = [(f"{source} policies[{i}]", None, p) for i, p in enumerate(policies)]
+    manifests += [(f"{source} secrets[{i}]", None, s) for i, s in enumerate(secrets)]
+    return compile_strict(parse_manifests(manifests), generation, settings)
