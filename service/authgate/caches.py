@@ -4,7 +4,8 @@
 entries (the least recently used fall out first), none served past its deadline, and
 `stale()` for the callers that may serve an expired value while its source is failing
 (stale-if-error). `ReplayCache` remembers one-time values and, full, refuses rather than
-forgets. `SingleFlight` makes concurrent misses for one key share one call.
+forgets. `Interned` hands out one object per equal value (long-lived structures that
+repeat values keep one copy). `SingleFlight` makes concurrent misses for one key share one call.
 Hand-written because cachetools' TTLCache has one TTL for all entries, while ours
 expire by their own deadline (a token's `exp`, a document's max-age); both are a few
 lines over OrderedDict and asyncio.
@@ -110,6 +111,31 @@ class ReplayCache(Generic[K]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class Interned(Generic[K]):
+    """One shared object per equal (hashable, immutable) value: `intern(value)` returns the
+    first equal value it was given. For values that many long-lived objects hold alike
+    (each copy is memory, and one more object for every pass of the garbage collector).
+    Bounded: emptied when it holds `max_entries` (the values already handed out stay valid)."""
+
+    __slots__ = ("_values", "max_entries")
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._values: dict[K, K] = {}
+
+    def __call__(self, value: K) -> K:
+        values = self._values
+        found = values.get(value)
+        if found is None:
+            if len(values) >= self.max_entries:
+                values.clear()
+            found = values[value] = value
+        return found
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class SingleFlight(Generic[K, V]):

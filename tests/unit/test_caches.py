@@ -94,3 +94,14 @@ async def test_a_cancelled_waiter_does_not_cancel_the_others():
     first.cancel()
     release.set()
     assert await second == 7
+
+
+def test_interned_hands_out_the_first_equal_value_and_stays_bounded():
+    from authgate.caches import Interned
+
+    interned = Interned(max_entries=2)
+    first = frozenset({"a", "b"})
+    assert interned(frozenset({"b", "a"})) is interned(first)
+    assert interned(frozenset({"c"})) == frozenset({"c"})
+    interned(frozenset({"d"}))  # full: emptied, then holds the new value
+    assert len(interned) <= 2

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from authgate.caches import Interned
 from authgate.collector import collector_paused
 from authgate.errors import PolicyError, PolicyIssue
 from authgate.policy import reuse
@@ -68,20 +69,14 @@ def _digest(value: object) -> bytes:
     return hashlib.sha256(_canonical(value).encode()).digest()
 
 
-_SETS: dict[frozenset, frozenset] = {}
+# One frozenset object per distinct set across compiles: policies repeat the same
+# algorithms, claims read, methods and roles, and every object a snapshot keeps is one
+# more for each pass of the garbage collector.
+_sets: Interned[frozenset[str]] = Interned()
 
 
 def _shared(items) -> frozenset[str]:
-    """One frozenset object per distinct set across compiles: policies repeat the same
-    algorithms, claims read, methods and roles, and every object a snapshot keeps is one
-    more for each pass of the garbage collector (bounded: cleared past 4,096 sets)."""
-    value = frozenset(items)
-    found = _SETS.get(value)
-    if found is None:
-        if len(_SETS) >= 4096:
-            _SETS.clear()
-        found = _SETS[value] = value
-    return found
+    return _sets(frozenset(items))
 
 
 def _compile_rule(index: int, rule) -> CompiledRule:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from authgate.caches import BoundedCache
+from authgate.caches import BoundedCache, Interned
 from authgate.check.tokens.introspection import NEGATIVE_TTL, POSITIVE_TTL, introspect
 from authgate.check.tokens.jwks import KeyStore
 from authgate.check.tokens.jws import parse_compact
@@ -101,20 +101,14 @@ def _scope_set(text: str) -> frozenset[str]:
 
 
 _NO_CLAIMS: dict[str, Any] = {}  # shared by every token whose policy reads no claim (never mutated)
-_SECONDS: dict[float, float] = {}
+# Expiry and verification times, rounded down to their second, as one float object per
+# second: the cache entries of the tokens of one second share them (24 bytes each, twice
+# per entry, at 100,000 entries).
+_seconds: Interned[float] = Interned()
 
 
 def _shared_second(value: float) -> float:
-    """`value` rounded down to its second, as one float object per second: the expiry and
-    verification times of the tokens of one second are shared by their cache entries (24
-    bytes each, twice per entry, at 100,000 entries). Bounded (emptied past 4,096)."""
-    second = float(int(value))
-    shared = _SECONDS.get(second)
-    if shared is None:
-        if len(_SECONDS) >= 4096:
-            _SECONDS.clear()
-        shared = _SECONDS[second] = second
-    return shared
+    return _seconds(float(int(value)))
 
 
 def _kept_claims(claims: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
