@@ -176,14 +176,14 @@ class CompiledPolicy:
     identity_headers: IdentityHeaderNames
     scopes_supported: tuple[str, ...]
     authorization_servers: tuple[str, ...]
+    # Identity of the issuer list for the verified-token cache: a digest of every entry's
+    # `cache_key`, in order, so a token is looked up once per check however many issuers the
+    # policy trusts, and never crosses to a policy (or issuer list) that would judge it otherwise.
+    token_cache_key: bytes = field(repr=False)
     token_exchange: CompiledExchange | None = None
     facade: CompiledFacade | None = None
     dpop: CompiledDPoP = CompiledDPoP(frozenset(), 60, None, accepted=False, required=False)
     mtls_required: bool = False  # some issuer entry requires certificate-bound tokens (RFC 8705)
-    # Identity of the issuer list for the verified-token cache: a digest of every entry's
-    # `cache_key`, in order, so a token is looked up once per check however many issuers the
-    # policy trusts, and never crosses to a policy (or issuer list) that would judge it otherwise.
-    token_cache_key: bytes = field(default=b"", repr=False)
 
     @property
     def ref(self) -> str:
