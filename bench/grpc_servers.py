@@ -501,32 +501,34 @@ def main(argv: list[str] | None = None) -> None:
                 "wrk", {"envoy": server.envoy_pid, "server": server.pid}, url=server.envoy_url, script=wrk_script
             )
 
+        def warmed(load: loadgen.Load, connections: int, tool: str | None = None) -> loadgen.Measured:
+            loadgen.run(load, args.warmup, connections, load_prefix, tool)
+            return loadgen.run(load, args.duration, connections, load_prefix, tool)
+
+        def report(round_no: int, server, path: str, measured: loadgen.Measured, cpu: str) -> None:
+            errors = f"  errors {measured.errors}{' ' + str(measured.statuses) if measured.errors else ''}"
+            print(
+                f"  round {round_no} {server.variant:18s} {path} {measured.rps:8,.0f}/s {cpu}{errors}"
+                f"  others' CPU {measured.other_cpu:.2f}",
+                flush=True,
+            )
+
         started = time.monotonic()
         for round_no in range(1, args.rounds + 1):
             for server in servers.values():
-                loadgen.run(direct_load(server), args.warmup, args.concurrency, load_prefix, ghz)
-                measured = loadgen.run(direct_load(server), args.duration, args.concurrency, load_prefix, ghz)
+                measured = warmed(direct_load(server), args.concurrency, ghz)
                 server.direct.append(measured)
-                print(
-                    f"  round {round_no} {server.variant:18s} direct {measured.rps:8,.0f} calls/s"
-                    f" {measured.cpu_us_per_request('server'):6.0f} µs/call"
-                    f"  errors {measured.errors}{' ' + str(measured.statuses) if measured.errors else ''}"
-                    f"  others' CPU {measured.other_cpu:.2f}",
-                    flush=True,
-                )
+                report(round_no, server, "direct", measured, f"{measured.cpu_us_per_request('server'):6.0f} µs/call")
             for server in servers.values():
                 if server.envoy_pid is None:
                     continue
-                loadgen.run(envoy_load(server), args.warmup, args.connections, load_prefix)
-                measured = loadgen.run(envoy_load(server), args.duration, args.connections, load_prefix)
+                measured = warmed(envoy_load(server), args.connections)
                 server.via_envoy.append(measured)
-                print(
-                    f"  round {round_no} {server.variant:18s} envoy  {measured.rps:8,.0f} req/s"
-                    f"   envoy {measured.cpu_us_per_request('envoy'):5.0f} + server"
-                    f" {measured.cpu_us_per_request('server'):5.0f} µs/req  errors {measured.errors}"
-                    f"  others' CPU {measured.other_cpu:.2f}",
-                    flush=True,
+                cpu = (
+                    f"envoy {measured.cpu_us_per_request('envoy'):5.0f}"
+                    f" + server {measured.cpu_us_per_request('server'):5.0f} µs/req"
                 )
+                report(round_no, server, "envoy ", measured, cpu)
         # syscalls per request, one more run each with perf counting (apart: perf costs a little)
         for server in servers.values():
             if server.envoy_pid is None:
