@@ -4,6 +4,7 @@ snapshot. Pure functions, the same validation as `authgate validate`."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from authgate.errors import PolicyIssue
 from authgate.policy import FORMAT_VERSION, ValidationSettings, compile_loaded, parse_manifests
 from authgate.policy import secret_names as policy_secret_names
+from authgate.policy.loader import Loaded, PolicySource
 from authgate.policy.model import PolicySpec
 
 SecretData = Mapping[str, bytes]
@@ -53,6 +55,64 @@ def _secret_manifest(namespace: str, name: str, data: SecretData) -> dict:
 
 
 @dataclass(frozen=True)
+class ParsedPolicy:
+    """One policy object as compilation reads it: parsed and typed once per spec version."""
+
+    ref: str
+    manifest: dict  # clean_manifest(obj)
+    digest: bytes  # of the manifest as canonical JSON (policies_key is made of these)
+    source: PolicySource | None  # None: it does not parse (then `issues` says why)
+    issues: tuple[PolicyIssue, ...]
+    secret_names: frozenset[str]
+
+
+def parse_policy(obj: Mapping) -> ParsedPolicy:
+    ref, manifest = policy_ref(obj), clean_manifest(obj)
+    loaded = parse_manifests([(ref, None, manifest)])  # the same parse as `authgate validate`
+    source = loaded.policies[0] if loaded.policies else None
+    names = frozenset(policy_secret_names(source.policy.spec)) if source else frozenset()
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).digest()
+    return ParsedPolicy(ref, manifest, digest, source, tuple(loaded.issues), names)
+
+
+class PolicyParser:
+    """Parses each policy object once per spec version, not once per round.
+
+    With 10,000 policies, parsing all of them (pydantic, canonical JSON, Secret names) was
+    most of a round, and a round runs on every change. An object is known by its uid and
+    `metadata.generation`, which the API server raises on every change of anything but
+    metadata and status; name, namespace and creationTimestamp cannot change under one uid,
+    so the pair fixes all that `clean_manifest` keeps. Objects without both (not from an
+    API server) are parsed every time. Only the last round's objects are remembered.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple, ParsedPolicy] = {}
+
+    def parse(self, objects: Iterable[Mapping]) -> list[ParsedPolicy]:
+        this: dict[tuple, ParsedPolicy] = {}
+        parsed = []
+        for obj in objects:
+            identity = _identity(obj)
+            known = self._last.get(identity) if identity is not None else None
+            if known is None:
+                known = parse_policy(obj)
+            if identity is not None:
+                this[identity] = known
+            parsed.append(known)
+        self._last = this
+        return parsed
+
+
+def _identity(obj: Mapping) -> tuple | None:
+    metadata = obj.get("metadata", {})
+    uid, generation = metadata.get("uid"), metadata.get("generation")
+    if not isinstance(uid, str) or not uid or not isinstance(generation, int) or isinstance(generation, bool):
+        return None
+    return policy_ref(obj), uid, generation
+
+
+@dataclass(frozen=True)
 class Compiled:
     version: str  # digest of what is enforced; a new version needs a new generation
     policies: list[dict]  # clean manifests of the accepted policies
@@ -70,36 +130,37 @@ class Compiled:
 
 
 def compile_cluster(
-    objects: Iterable[Mapping],
+    objects: Iterable[Mapping | ParsedPolicy],
     secrets: Mapping[tuple[str, str], SecretData],
     settings: ValidationSettings,
 ) -> Compiled:
     """Validate every policy with the same code as `authgate validate`; leave out the invalid
-    ones and the losers of host conflicts; the others are unaffected by their neighbours."""
-    manifests = [clean_manifest(obj) for obj in objects]
-    documents = [(policy_ref(m), None, m) for m in manifests]
-    documents += [
+    ones and the losers of host conflicts; the others are unaffected by their neighbours.
+    Objects may come parsed already (PolicyParser), as the controller's do."""
+    parsed = [obj if isinstance(obj, ParsedPolicy) else parse_policy(obj) for obj in objects]
+    # Each policy's place in the input (`order`, the tie-breaker after age) is its index.
+    sources = [dataclasses.replace(p.source, order=i) for i, p in enumerate(parsed) if p.source is not None]
+    secret_documents = [
         (f"Secret {ns}/{name}", None, _secret_manifest(ns, name, data)) for (ns, name), data in secrets.items()
     ]
-    loaded = parse_manifests(documents)
-    result = compile_loaded(loaded, 0, settings)
+    secret_loaded = parse_manifests(secret_documents)
+    parse_issues = [issue for p in parsed for issue in p.issues] + secret_loaded.issues
+    result = compile_loaded(Loaded(sources, secret_loaded.secrets, parse_issues), 0, settings)
     issues: dict[str, list[PolicyIssue]] = {}
     for issue in result.issues:
         issues.setdefault(issue.source, []).append(issue)
     accepted = frozenset(source.policy.ref for source in result.accepted)
-    by_ref = {policy_ref(m): m for m in manifests}
-    used_secrets: list[dict] = []
+    by_ref = {p.ref: p for p in parsed}
+    used_secrets: dict[tuple[str, str], dict] = {}
     for ref in sorted(accepted):
         namespace = ref.split("/", 1)[0]
-        for name in sorted(secret_names(by_ref[ref])):
-            if (namespace, name) in secrets:
-                manifest = _secret_manifest(namespace, name, secrets[(namespace, name)])
-                if manifest not in used_secrets:
-                    used_secrets.append(manifest)
+        for name in sorted(by_ref[ref].secret_names):
+            if (namespace, name) in secrets and (namespace, name) not in used_secrets:
+                used_secrets[(namespace, name)] = _secret_manifest(namespace, name, secrets[(namespace, name)])
     return Compiled(
         version=result.snapshot.version,
-        policies=[by_ref[ref] for ref in sorted(accepted)],
-        secrets=used_secrets,
+        policies=[by_ref[ref].manifest for ref in sorted(accepted)],
+        secrets=list(used_secrets.values()),
         accepted=accepted,
         issues=issues,
     )
@@ -123,11 +184,11 @@ def current_policies(bodies: Iterable[Mapping]) -> list[dict]:
     return [dict(newest[ref]) for ref in sorted(newest)]
 
 
-def policies_key(objects: Iterable[Mapping]) -> bytes:
+def policies_key(parsed: Iterable[ParsedPolicy]) -> bytes:
     """What compilation reads of the policies (identity, age, spec; never status)."""
     digest = hashlib.sha256()
-    for obj in objects:
-        digest.update(json.dumps(clean_manifest(obj), sort_keys=True).encode())
+    for policy in parsed:
+        digest.update(policy.digest)
     return digest.digest()
 
 

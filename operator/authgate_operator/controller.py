@@ -18,12 +18,13 @@ from authgate.errors import SnapshotTooLarge
 from authgate.policy import ValidationSettings
 from authgate_operator.cluster import (
     Compiled,
+    ParsedPolicy,
+    PolicyParser,
     compile_cluster,
     current_policies,
     inputs_key,
     policies_key,
     policy_ref,
-    secret_names,
 )
 from authgate_operator.kube import Kube
 from authgate_operator.plan import Published, Report, Written, go_past, plan_report, plan_snapshot, sync_state
@@ -50,6 +51,7 @@ class Controller:
         self.replicas = replicas
         self.config = config
         self.index = policies  # Kopf's index: namespace/name → the policy's bodies
+        self.parser = PolicyParser()
         self.published = Published()
         self.compiled: Compiled | None = None
         self.inputs = b""
@@ -91,11 +93,12 @@ class Controller:
         while True:
             with collector_paused():
                 objects = self.policies()
-                key = policies_key(objects)
+                parsed = self.parser.parse(objects)
+                key = policies_key(parsed)
             if not (woken and not pending and key == seen):  # a status-only event changes nothing
                 seen = key
                 try:
-                    pending = await self.reconcile(objects, key)
+                    pending = await self.reconcile(objects, parsed, key)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -126,24 +129,26 @@ class Controller:
         return woken
 
     # -- one round ----------------------------------------------------------------
-    async def reconcile(self, objects: list[dict], key: bytes) -> bool:
+    async def reconcile(self, objects: list[dict], parsed: list[ParsedPolicy], key: bytes) -> bool:
         """One round. True when something is still pending (a replica not yet in sync)."""
-        secrets = await self._secrets(objects)
+        secrets = await self._secrets(parsed)
         inputs = inputs_key(key, secrets)
         with collector_paused():  # 10,000 policies: a million short-lived objects (authgate/collector.py)
             if inputs != self.inputs or self.compiled is None:  # a resync with nothing changed compiles nothing
-                self.compiled = compile_cluster(objects, secrets, self.config.validation)
+                self.compiled = compile_cluster(parsed, secrets, self.config.validation)
                 self.inputs = inputs
             compiled = self.compiled
             self._publish(plan_snapshot(compiled, self.published), compiled)
-        store_error = await self._store()
+        # Replicas first, then the Secret: writing megabytes through the API server and etcd
+        # would delay enforcement for nothing. A crash in between is the case `go_past`
+        # covers: a restarted operator finds replicas past the stored generation.
         endpoints = await self.kube.endpoints(self.config.service)
         reports = await self._sync(endpoints)
         past = go_past(compiled, self.published, reports)
         if past is not None:
             self._publish(past, compiled)
-            store_error = await self._store() or store_error
             reports = await self._sync(endpoints)
+        store_error = await self._store()
         sync = sync_state(self.published, len(endpoints), reports, store_error)
         await self._report(objects, compiled, sync)
         return sync.synced < len(endpoints)
@@ -160,8 +165,8 @@ class Controller:
             )
         self.published = published
 
-    async def _secrets(self, objects: Iterable[dict]) -> dict[tuple[str, str], dict[str, bytes]]:
-        wanted = {(obj["metadata"]["namespace"], name) for obj in objects for name in secret_names(obj)}
+    async def _secrets(self, parsed: Iterable[ParsedPolicy]) -> dict[tuple[str, str], dict[str, bytes]]:
+        wanted = {(p.ref.split("/", 1)[0], name) for p in parsed for name in p.secret_names}
         found = {}
         for namespace, name in sorted(wanted):
             data = await self.kube.secret_data(namespace, name)

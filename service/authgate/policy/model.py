@@ -7,6 +7,8 @@ checks that need more than one field live in `validate.py`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -212,6 +214,12 @@ class OAuthPolicy(BaseModel):
     metadata: ObjectMeta
     spec: PolicySpec
     status: dict | None = None  # written by the operator, never read as policy
+
+    @functools.cached_property
+    def content_digest(self) -> bytes:
+        """SHA-256 of the policy as canonical JSON (field aliases), made once per parsed
+        policy: what a compile's reuse key reads of it (policy/reuse.py)."""
+        return hashlib.sha256(self.model_dump_json(by_alias=True).encode()).digest()
 
     @property
     def ref(self) -> str:

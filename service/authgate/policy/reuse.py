@@ -79,7 +79,7 @@ class Keys:
         secrets = self._digests.get(namespace)
         if secrets is None:
             secrets = self._digests[namespace] = _secrets_digest(self._by_namespace.get(namespace, []))
-        digest = hashlib.sha256(source.policy.model_dump_json(by_alias=True).encode())
+        digest = hashlib.sha256(source.policy.content_digest)
         digest.update(secrets)
         digest.update(self._settings)
         return digest.digest()

@@ -5,7 +5,14 @@ from __future__ import annotations
 from tests.unit.operator.policies import conditions, policy
 
 from authgate.policy import ValidationSettings
-from authgate_operator.cluster import clean_manifest, compile_cluster, current_policies, secret_names
+from authgate_operator.cluster import (
+    PolicyParser,
+    clean_manifest,
+    compile_cluster,
+    current_policies,
+    policies_key,
+    secret_names,
+)
 from authgate_operator.status import SyncState, desired_status
 
 SETTINGS = ValidationSettings()
@@ -73,3 +80,54 @@ def test_a_policy_recreated_under_the_same_name_counts_once():
 
 def test_the_secrets_of_an_unparsable_spec_are_not_read():
     assert secret_names(policy("x", bogus=1)) == set()
+
+
+def test_each_spec_version_is_parsed_once():
+    parser = PolicyParser()
+    a, b = policy("a"), policy("b")
+    first = parser.parse([a, b])
+    b["status"] = {"conditions": [{"type": "Ready"}]}  # a status write keeps the generation
+    b["metadata"]["resourceVersion"] = "8"
+    again = parser.parse([a, b])
+    assert again[0] is first[0] and again[1] is first[1]
+    assert policies_key(again) == policies_key(first)
+    b["spec"]["resource"] = "https://b2.example.com/mcp"
+    b["metadata"]["generation"] = 2  # what the API server does on a spec change
+    changed = parser.parse([a, b])
+    assert changed[0] is first[0] and changed[1] is not first[1]
+    assert changed[1].manifest["spec"]["resource"] == "https://b2.example.com/mcp"
+    assert policies_key(changed) != policies_key(first)
+
+
+def test_objects_without_a_generation_are_parsed_every_time():
+    parser = PolicyParser()
+    obj = policy("a")
+    del obj["metadata"]["generation"]
+    first = parser.parse([obj])
+    obj["spec"]["resource"] = "https://other.example.com/mcp"
+    second = parser.parse([obj])
+    assert second[0].manifest["spec"]["resource"] == "https://other.example.com/mcp"
+    assert policies_key(second) != policies_key(first)
+
+
+def test_parsed_and_raw_objects_compile_alike():
+    exchange = {
+        "tokenEndpoint": "https://idp.example.com/token",
+        "clientId": "c",
+        "clientSecretRef": {"name": "exchange", "key": "secret"},
+    }
+    objects = [
+        policy("young", "team-b", "https://shared.example.com/y", created="2026-02-01T00:00:00Z"),
+        policy("bad", bogus=1),
+        policy("old", "team-a", "https://shared.example.com/o"),
+        policy("x", tokenExchange=exchange),
+        policy("same-age-first", "team-c", "https://tie.example.com/a"),  # the input's order breaks the tie
+        policy("same-age-second", "team-d", "https://tie.example.com/b"),
+    ]
+    secrets = {("apps", "exchange"): {"secret": b"s"}}
+    raw = compile_cluster(objects, secrets, SETTINGS)
+    parser = PolicyParser()
+    parser.parse(reversed(objects))  # remembered at other places in the input
+    parsed = compile_cluster(parser.parse(objects), secrets, SETTINGS)
+    assert parsed == raw
+    assert parsed.accepted == {"team-a/old", "apps/x", "team-c/same-age-first"}
