@@ -29,9 +29,11 @@ class ThreadedServer:
         port: int = 0,
         tls: tuple[str | Path, str | Path] | None = None,
         graceful_shutdown: float | None = None,
+        http: Any = "auto",
     ) -> None:
         """`tls`: certificate and key files to serve https; `graceful_shutdown`: seconds open
-        requests get at stop (clients that keep connections alive otherwise hold it up)."""
+        requests get at stop (clients that keep connections alive otherwise hold it up);
+        `http`: Uvicorn's HTTP protocol (a name or a class)."""
         self.name = name
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,7 +45,9 @@ class ThreadedServer:
             options |= {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
         if graceful_shutdown is not None:
             options["timeout_graceful_shutdown"] = graceful_shutdown
-        config = uvicorn.Config(app, interface="asgi3", lifespan="off", log_config=None, access_log=False, **options)
+        config = uvicorn.Config(
+            app, interface="asgi3", lifespan="off", log_config=None, access_log=False, http=http, **options
+        )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

@@ -27,6 +27,7 @@ class Listener:
     app: object
     host: str
     port: int
+    http: type[asyncio.Protocol] | str = "httptools"  # Uvicorn's protocol, or one made from it (one_write.py)
 
 
 def _config(listener: Listener) -> uvicorn.Config:
@@ -34,7 +35,8 @@ def _config(listener: Listener) -> uvicorn.Config:
         listener.app,
         host=listener.host,
         port=listener.port,
-        http="httptools",
+        http=listener.http,
+        ws="none",  # no port of authgate's speaks WebSocket: upgrade requests are plain requests
         lifespan="off",
         access_log=False,  # the decision log is the access log; uvicorn's would print query strings
         log_config=None,

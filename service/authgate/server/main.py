@@ -27,6 +27,7 @@ from authgate.server.config import AdminAccess, ServiceConfig
 from authgate.server.grpc_app import GrpcServer
 from authgate.server.listeners import Listener, serve
 from authgate.server.metrics_app import create_metrics_app
+from authgate.server.one_write import OneWriteProtocol
 from authgate.server.public_app import create_public_app
 from authgate.server.service import AuthService
 
@@ -85,7 +86,7 @@ async def run_service(config: ServiceConfig, extra_listeners: Sequence[Listener]
     address, ports = config.address, config.ports
     listeners = [
         Listener("public", create_public_app(service), address, ports.public),
-        Listener("check", CheckApp(service), address, ports.check),
+        Listener("check", CheckApp(service), address, ports.check, http=OneWriteProtocol),
         Listener("admin", create_admin_app(service, admin_auth(config.admin)), address, ports.admin),
         Listener("metrics", create_metrics_app(), address, ports.metrics),
         *extra_listeners,

@@ -1,0 +1,71 @@
+"""The check port's HTTP protocol: Uvicorn's httptools protocol, answering in one write.
+
+Uvicorn writes a response's status line and headers when the application sends
+`http.response.start`, and its body on `http.response.body`: two send(2) calls and two
+TCP segments for every answer with a body. On the check port that is every denial (the
+contract's small JSON object), and on loopback the kernel delivers each segment in the
+sender's time, so a 401 cost about a fifth more than an allow (bench/REPORT.md). No
+option of Uvicorn's joins them, and the check port is the one hot path, so this protocol
+gives Uvicorn's response cycle a transport that holds what it writes until the response
+is complete, the connection closes or `HELD_BYTES_MAX` is held, then writes it at once.
+Parsing, keep-alive, flow control and errors stay Uvicorn's.
+
+Only for applications that answer whole (the check app never streams, nor reads a body,
+so no `100 Continue` waits behind a held response); the server runs without WebSocket
+upgrades (listeners.py), which would hand this transport to a protocol that never says
+its response is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+HELD_BYTES_MAX = 64 * 1024
+
+
+class HeldWrites:
+    """A transport's writes, held until `flush()`; everything else is the transport's."""
+
+    __slots__ = ("_held", "_size", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._held.append(data)
+            self._size += len(data)
+            if self._size > HELD_BYTES_MAX:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._held:
+            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+            self._held.clear()
+            self._size = 0
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
+class OneWriteProtocol(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # flow control keeps the transport itself
+        self.transport = HeldWrites(transport)  # type: ignore[assignment]
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().on_response_complete()
