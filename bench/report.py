@@ -257,7 +257,7 @@ def targets(run: Run) -> list[Target]:
                 continue  # the floor: in the notes of the others
             out.append(
                 Target(
-                    f"p99 (ms) at {paced.rate:,.0f} checks/s (50 % of the measured maximum), direct, {paced.label}",
+                    f"p99 (ms) at {paced.rate:,.0f} checks/s (50 % of a measured maximum), direct, {paced.label}",
                     paced.figures.get("p99_ms", float("nan")),
                     2.0,
                     False,
@@ -573,7 +573,8 @@ def _render_memory(add, run: Run) -> None:
         add(
             f"{tool} (open loop: check i is due at start + i / rate whatever happened before, 32 connections at "
             "most), pinned to the load CPU, against a process as deployed (decision cache on); the maximum rate is "
-            "the median req/s of the *cached valid token, default log level* row of this run. The first row is the "
+            "the median req/s of the *cached valid token, default log level* row of this run, and for the last row "
+            "that of the same load unpaced (vegeta `-rate 0`). The first row is the "
             "same load against the raw ASGI app, which answers without doing anything: the floor this machine and "
             "load generator reach at that moment."
         )
