@@ -7,36 +7,22 @@ more CPUs, so the load generator and the server do not trade places on one core.
 from __future__ import annotations
 
 import os
-import re
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from tests.infra.ports import free_port
 
 from bench.issuer import CHECK_URL
+from bench.loadgen import Measured, parse_wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTHGATE = str(Path(sys.executable).with_name("authgate"))
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    requests: int
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    socket_errors: int
-    server_cpu: float = float("nan")  # CPU-seconds per second used by the server process
-    wrk_cpu: float = float("nan")  # ... by wrk
-    other_cpu: float = float("nan")  # ... by everything else on the machine (other users' work)
 
 
 @dataclass
@@ -47,7 +33,6 @@ class Target:
     url: str
     process: subprocess.Popen
     log_path: Path
-    results: list[WrkResult] = field(default_factory=list)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -170,55 +155,6 @@ def write_lua(path: Path, token: str) -> Path:
     return path
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _latency_ms(text: str, percentile: str) -> float:
-    match = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
-    return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
-
-
-def parse_wrk(text: str) -> WrkResult:
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
-    requests = re.search(r"^\s*(\d+) requests in", text, re.MULTILINE)
-    if not rps or not requests:
-        raise RuntimeError(f"cannot parse wrk output:\n{text}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    return WrkResult(
-        rps=float(rps.group(1)),
-        requests=int(requests.group(1)),
-        p50_ms=_latency_ms(text, "50"),
-        p99_ms=_latency_ms(text, "99"),
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
-    )
-
-
-def _machine_busy() -> float:
-    """CPU-seconds the whole machine has spent busy (not idle, not iowait) since boot."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def _process_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_wrk(
     target: Target,
     script: Path,
@@ -226,8 +162,8 @@ def run_wrk(
     duration: float,
     connections: int = 32,
     threads: int = 1,
-) -> WrkResult:
-    """One wrk run against `target`; also accounts where the machine's CPU time went."""
+) -> Measured:
+    """One wrk run against `target` (the soak's; the report's rows run through bench/loadgen.py)."""
     command = [
         *prefix,
         "wrk",
@@ -239,17 +175,10 @@ def run_wrk(
         str(script),
         target.url,
     ]
-    before = (_machine_busy(), _process_cpu(target.process.pid), _children_cpu(), _self_cpu(), time.monotonic())
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=False)
-    after = (_machine_busy(), _process_cpu(target.process.pid), _children_cpu(), _self_cpu(), time.monotonic())
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
-    result = parse_wrk(done.stdout)
-    busy, server, wrk, own, wall = (b - a for a, b in zip(before, after, strict=True))
-    result.server_cpu = server / wall
-    result.wrk_cpu = wrk / wall
-    result.other_cpu = max(0.0, (busy - server - wrk - own) / wall)
-    return result
+    return parse_wrk(done.stdout)
 
 
 def count_decisions(log_path: Path) -> int:
