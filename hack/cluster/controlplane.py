@@ -118,6 +118,57 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class Components:
+    """The processes of one state dir. Each starts in its own session, its output in
+    `<log_dir>/<name>.log` and its pid in `<state_dir>/<name>.pid`, so a later `down` (another
+    process) finds what an `up` left running; a pid counts only while its command line
+    still names the state dir. `detach`: the processes outlive the one that started them."""
+
+    def __init__(self, state_dir: Path, log_dir: Path, detach: bool) -> None:
+        self.state_dir, self.log_dir, self.detach = state_dir, log_dir, detach
+        self._popens: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, name: str, args: Sequence[str | os.PathLike[str]], env: Mapping[str, str] | None = None) -> None:
+        argv = [os.fspath(arg) for arg in args]
+        with open(self.log_dir / f"{name}.log", "wb") as log:
+            log.write(f"$ {' '.join(argv)}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                env=env,
+                start_new_session=True,
+                preexec_fn=None if self.detach else _die_with_parent,
+            )
+        self._popens[name] = popen
+        self._pid_file(name).write_text(f"{popen.pid}\n")
+
+    def pid(self, name: str) -> int | None:
+        """The pid of this state dir's `name` process while it runs, else None."""
+        popen = self._popens.get(name)
+        if popen is not None:
+            return popen.pid if popen.poll() is None else None
+        try:
+            pid = int(self._pid_file(name).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _is_ours(pid, name, self.state_dir) else None
+
+    def stop(self, name: str, timeout: float) -> None:
+        pid = self.pid(name)
+        popen = self._popens.pop(name, None)
+        if pid is not None:
+            _stop_group(pid, popen, timeout)
+        with contextlib.suppress(FileNotFoundError):
+            self._pid_file(name).unlink()
+
+    def _pid_file(self, name: str) -> Path:
+        return self.state_dir / f"{name}.pid"
+
+
 class ControlPlane:
     """etcd + kube-apiserver with their certificates, kubeconfig and pid files in `state_dir`.
 
@@ -159,7 +210,7 @@ class ControlPlane:
         self.etcd_dir = self.state_dir / "etcd"
         self.log_dir = self.state_dir / "logs"
         self.state_file = self.state_dir / "state.json"
-        self._popens: dict[str, subprocess.Popen[bytes]] = {}
+        self.components = Components(self.state_dir, self.log_dir, detach)
         self.port: int | None = None
         self.etcd_url: str | None = None
         self.started_seconds: float | None = None  # how long the last start() took
@@ -211,16 +262,11 @@ class ControlPlane:
         """Stop kube-apiserver, then etcd (SIGTERM to the process group, SIGKILL after
         `timeout`); only processes whose command line names this state dir."""
         for name in reversed(COMPONENTS):
-            pid = self._pid(name)
-            popen = self._popens.pop(name, None)
-            if pid is not None:
-                _stop_group(pid, popen, timeout)
-            with contextlib.suppress(FileNotFoundError):
-                self._pid_file(name).unlink()
+            self.components.stop(name, timeout)
 
     def running(self) -> bool:
         """Both processes of this state dir are alive."""
-        return all(self._pid(name) is not None for name in COMPONENTS)
+        return all(self.components.pid(name) is not None for name in COMPONENTS)
 
     def ready(self) -> bool:
         """Running and /readyz answers ok."""
@@ -317,18 +363,16 @@ class ControlPlane:
             "--unsafe-no-fsync=true",  # a throwaway cluster: speed over durability (envtest does too)
             "--log-level=warn",
         ]
-        self._spawn("etcd", etcd_args)
+        self.components.spawn("etcd", etcd_args)
         self._wait("etcd", self._etcd_healthy, deadline)
-        self._spawn("kube-apiserver", self._apiserver_args())
+        self.components.spawn("kube-apiserver", self._apiserver_args())
         self._wait("kube-apiserver", self.ready, deadline)
 
     def restart_apiserver(self, timeout: float = 60.0) -> None:
         """Stop kube-apiserver alone and start it again on the same port, certificates and
         etcd data: what a control-plane upgrade or crash looks like to its clients."""
-        pid = self._pid("kube-apiserver")
-        if pid is not None:
-            _stop_group(pid, self._popens.pop("kube-apiserver", None), 10.0)
-        self._spawn("kube-apiserver", self._apiserver_args())
+        self.components.stop("kube-apiserver", 10.0)
+        self.components.spawn("kube-apiserver", self._apiserver_args())
         self._wait("kube-apiserver", self.ready, time.monotonic() + timeout)
 
     def _apiserver_args(self) -> list[str | os.PathLike[str]]:
@@ -361,27 +405,9 @@ class ControlPlane:
             "--profiling=false",
         ]
 
-    def _spawn(self, name: str, args: Sequence[str | os.PathLike[str]]) -> None:
-        log_path = self.log_dir / f"{name}.log"
-        argv = [os.fspath(arg) for arg in args]
-        with open(log_path, "wb") as log:
-            log.write(f"$ {' '.join(argv)}\n".encode())
-            log.flush()
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.state_dir,
-                start_new_session=True,
-                preexec_fn=None if self.detach else _die_with_parent,
-            )
-        self._popens[name] = popen
-        self._pid_file(name).write_text(f"{popen.pid}\n")
-
     def _wait(self, name: str, check, deadline: float) -> None:
         while True:
-            if self._pid(name) is None:
+            if self.components.pid(name) is None:
                 raise ControlPlaneError(f"{name} exited before it was ready\n{self.log_tail(name)}")
             if check():
                 return
@@ -401,20 +427,6 @@ class ControlPlane:
             return False
         finally:
             connection.close()
-
-    def _pid_file(self, name: str) -> Path:
-        return self.state_dir / f"{name}.pid"
-
-    def _pid(self, name: str) -> int | None:
-        """The pid of this state dir's `name` process while it runs, else None."""
-        popen = self._popens.get(name)
-        if popen is not None:
-            return popen.pid if popen.poll() is None else None
-        try:
-            pid = int(self._pid_file(name).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _is_ours(pid, name, self.state_dir) else None
 
     def _load_state(self) -> None:
         try:
@@ -550,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  logs: {cp.log_dir}   stop: make cluster-down")
         return 0
     if options.command == "down":
-        was_running = any(cp._pid(name) is not None for name in COMPONENTS)
+        was_running = any(cp.components.pid(name) is not None for name in COMPONENTS)
         cp.stop()
         print("control plane stopped" if was_running else "control plane was not running")
         return 0

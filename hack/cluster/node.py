@@ -63,11 +63,9 @@ from hack.cluster.controlplane import (
     DEFAULT_STATE_DIR,
     ROOT,
     SERVICE_CLUSTER_IP_RANGE,
+    Components,
     ControlPlane,
     ControlPlaneError,
-    _die_with_parent,
-    _is_ours,
-    _stop_group,
     built_tool,
     free_port,
     log_tail,
@@ -138,7 +136,7 @@ class Node:
         self.run_dir = RUN_ROOT / digest
         self.socket = self.run_dir / "containerd.sock"
         self.state_file = self.state_dir / "state.json"
-        self._popens: dict[str, subprocess.Popen[bytes]] = {}
+        self.components = Components(self.state_dir, self.log_dir, self.detach)
         self._binaries: dict[str, Path] = {}
         self.started_seconds: float | None = None
 
@@ -181,10 +179,10 @@ class Node:
         plugins' iptables rules, the sysctls. Safe to call when nothing runs."""
         state = self._load_state()
         for name in ("kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"):
-            self._stop_component(name, timeout)
-        if self._pid("containerd") is not None:
+            self.components.stop(name, timeout)
+        if self.components.pid("containerd") is not None:
             self._remove_containers()
-        self._stop_component("containerd", timeout)
+        self.components.stop("containerd", timeout)
         self._kill_shims()
         self._unmount_under(self.state_dir)
         self._unmount_under(self.run_dir)
@@ -213,18 +211,14 @@ class Node:
             owner = Path(OWNER_FILE.read_text().strip())
         except FileNotFoundError:
             owner = None
-        if owner is not None and owner != self.state_dir:
-            try:
-                pid = int((owner / "containerd.pid").read_text().strip())
-            except (FileNotFoundError, ValueError):
-                pid = None
-            if pid is not None and _is_ours(pid, "containerd", owner):
-                raise NodeError(f"another local node runs on this machine ({owner}): stop it first")
+        other = owner is not None and owner != self.state_dir
+        if other and Components(owner, owner / "logs", detach=True).pid("containerd") is not None:
+            raise NodeError(f"another local node runs on this machine ({owner}): stop it first")
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
         OWNER_FILE.write_text(f"{self.state_dir}\n")
 
     def running(self) -> bool:
-        return all(self._pid(name) is not None for name in COMPONENTS)
+        return all(self.components.pid(name) is not None for name in COMPONENTS)
 
     def ready(self) -> bool:
         return self.running() and self._node_ready()
@@ -382,7 +376,7 @@ state = {json.dumps(str(self.run_dir / "state"))}
             [self.binary("containerd"), f"--config={self.state_dir / 'containerd' / 'config.toml'}"],
         )
         while not self.socket.exists() or self.ctr("version", check=False).returncode != 0:
-            if self._pid("containerd") is None:
+            if self.components.pid("containerd") is None:
                 raise NodeError(f"containerd exited\n{self.log_tail('containerd')}")
             if time.monotonic() > deadline:
                 raise NodeError(f"containerd not up in time\n{self.log_tail('containerd')}")
@@ -504,50 +498,16 @@ state = {json.dumps(str(self.run_dir / "state"))}
         return [self.binary("kube-proxy"), f"--config={path}", "--v=1"]
 
     def _spawn(self, name: str, args: Sequence[str | os.PathLike[str]]) -> None:
-        log_path = self.log_dir / f"{name}.log"
-        argv = [os.fspath(arg) for arg in args]
         environment = dict(os.environ)
         # containerd finds its shim on PATH; runc, iptables and mount are in /usr/sbin.
         shim_dir = str(self.binary("containerd-shim-runc-v2").parent)
         environment["PATH"] = f"{shim_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        with open(log_path, "wb") as log:
-            log.write(f"$ {' '.join(argv)}\n".encode())
-            log.flush()
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.state_dir,
-                env=environment,
-                start_new_session=True,
-                preexec_fn=None if self.detach else _die_with_parent,
-            )
-        self._popens[name] = popen
-        (self.state_dir / f"{name}.pid").write_text(f"{popen.pid}\n")
-
-    def _pid(self, name: str) -> int | None:
-        popen = self._popens.get(name)
-        if popen is not None:
-            return popen.pid if popen.poll() is None else None
-        try:
-            pid = int((self.state_dir / f"{name}.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _is_ours(pid, name, self.state_dir) else None
-
-    def _stop_component(self, name: str, timeout: float) -> None:
-        pid = self._pid(name)
-        popen = self._popens.pop(name, None)
-        if pid is not None:
-            _stop_group(pid, popen, timeout)
-        with contextlib.suppress(FileNotFoundError):
-            (self.state_dir / f"{name}.pid").unlink()
+        self.components.spawn(name, args, environment)
 
     def _wait_for(self, what: str, check, deadline: float) -> None:
         while True:
             for name in COMPONENTS:
-                if self._pid(name) is None:
+                if self.components.pid(name) is None:
                     raise NodeError(f"{name} exited while waiting for {what}\n{self.log_tail(name)}")
             if check():
                 return
@@ -740,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imported {' '.join(image_name(image) for image in options.images)} into {node.name}")
         return 0
     if options.command == "down":
-        was_running = any(node._pid(name) is not None for name in COMPONENTS)
+        was_running = any(node.components.pid(name) is not None for name in COMPONENTS)
         node.stop()
         print("node stopped and cleaned up" if was_running else "node was not running (cleaned up)")
         return 0
