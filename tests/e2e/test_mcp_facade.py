@@ -45,7 +45,15 @@ from tests.infra.tls import IssuedCert, TestCA
 from tests.support.authgate import Authgate
 from tests.support.facade import facade_policy_at, sealing_keys_file, upstream_client_metadata_at
 from tests.support.leaks import assert_clean_log
-from tests.support.mcp_flow import CLIENT_NAME, RULES, User, json_part, mcp_session, remember
+from tests.support.mcp_flow import (
+    CLIENT_NAME,
+    RULES,
+    User,
+    assert_discovered_in_order,
+    json_part,
+    mcp_session,
+    remember,
+)
 
 from authgate.sealing import SealingKeys
 
@@ -214,18 +222,8 @@ async def test_mcp_sdk_logs_in_through_the_facade_behind_nginx(
     assert {"echo", "whoami"} <= set(login.tool_names)
     assert login.echo_text == "hello through authgate"
 
-    # Discovery in the order tests/infra/mcp.py documents: the 401 (resource_metadata), the
-    # resource's metadata, the facade's RFC 8414 metadata at the origin, DCR, (the browser), token.
-    python_side = [(seen.method, urlsplit(seen.url).path, seen.status) for seen in login.requests]
-    assert python_side[:6] == [
-        ("POST", "/mcp", 401),
-        ("GET", "/.well-known/oauth-protected-resource/mcp", 200),
-        ("GET", "/.well-known/oauth-authorization-server", 200),
-        ("POST", "/oauth2/register", 201),
-        ("POST", "/oauth2/token", 200),
-        ("POST", "/mcp", 200),
-    ], python_side
-    assert all(urlsplit(seen.url).hostname == HOST for seen in login.requests)
+    # Discovery in the order tests/infra/mcp.py documents, all on the resource's origin.
+    assert_discovered_in_order(login.requests, urlsplit(stack.resource).netloc)
 
     # What the SDK registered and asked for: the challenge's scope plus offline_access (the
     # facade offers it), the MCP URL as RFC 8707 resource, PKCE S256, its loopback listener.

@@ -65,6 +65,7 @@ from tests.support.mcp_flow import (
     CLIENT_NAME,
     RULES,
     User,
+    assert_discovered_in_order,
     forged,
     json_part,
     mcp_session,
@@ -236,18 +237,8 @@ async def test_mcp_sdk_logs_in_through_the_facade_with_every_server_part_a_pod(
     assert {"echo", "whoami"} <= set(login.tool_names)
     assert login.echo_text == "hello through authgate"
 
-    # Everything discovered from the 401: RFC 9728 metadata, the facade's RFC 8414 metadata,
-    # registration, (the browser), token, the MCP request again: all through Traefik.
-    python_side = [(seen.method, urlsplit(seen.url).path, seen.status) for seen in login.requests]
-    assert python_side[:6] == [
-        ("POST", "/mcp", 401),
-        ("GET", "/.well-known/oauth-protected-resource/mcp", 200),
-        ("GET", "/.well-known/oauth-authorization-server", 200),
-        ("POST", "/oauth2/register", 201),
-        ("POST", "/oauth2/token", 200),
-        ("POST", "/mcp", 200),
-    ], python_side
-    assert all(urlsplit(seen.url).netloc == f"{HOST}:{TRAEFIK_NODE_PORT}" for seen in login.requests)
+    # Everything discovered from the 401, in order, all through Traefik.
+    assert_discovered_in_order(login.requests, f"{HOST}:{TRAEFIK_NODE_PORT}")
     assert login.callback.iss == ORIGIN  # RFC 9207: the facade is the issuer
 
     # The user's side: consent named the client and the resource; Allow led through the IdP

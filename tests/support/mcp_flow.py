@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 from mcp import Client
@@ -97,6 +98,26 @@ def forged(token: str, **claims: Any) -> str:
     header, _, signature = token.split(".")
     payload = base64.urlsafe_b64encode(json.dumps({**json_part(token, 1), **claims}).encode()).rstrip(b"=").decode()
     return f"{header}.{payload}.{signature}"
+
+
+# What the SDK's login sends, in order: the 401 (its resource_metadata), the resource's RFC
+# 9728 metadata, the facade's RFC 8414 metadata at the origin, registration, (the browser),
+# the token request, and the MCP request again, now answered.
+DISCOVERY = [
+    ("POST", "/mcp", 401),
+    ("GET", "/.well-known/oauth-protected-resource/mcp", 200),
+    ("GET", "/.well-known/oauth-authorization-server", 200),
+    ("POST", "/oauth2/register", 201),
+    ("POST", "/oauth2/token", 200),
+    ("POST", "/mcp", 200),
+]
+
+
+def assert_discovered_in_order(requests: list[SeenRequest], netloc: str) -> None:
+    """The SDK's requests began with DISCOVERY, every one of them to `netloc`."""
+    seen = [(request.method, urlsplit(request.url).path, request.status) for request in requests]
+    assert seen[: len(DISCOVERY)] == DISCOVERY, seen
+    assert all(urlsplit(request.url).netloc == netloc for request in requests)
 
 
 def remember(*tokens: str | None) -> None:
