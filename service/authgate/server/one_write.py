@@ -8,7 +8,9 @@ sender's time, so a 401 cost about a fifth more than an allow (bench/REPORT.md).
 option of Uvicorn's joins them, and the check port is the one hot path, so this protocol
 gives Uvicorn's response cycle a transport that holds what it writes until the response
 is complete, the connection closes or `HELD_BYTES_MAX` is held, then writes it at once.
-Parsing, keep-alive, flow control and errors stay Uvicorn's.
+Parsing, keep-alive, flow control and errors stay Uvicorn's. The price is a few Python
+calls per answer (about 0.6 µs, in-process), against one system call and one segment
+fewer for every answer with a body.
 
 Only for applications that answer whole (the check app never streams, nor reads a body,
 so no `100 Continue` waits behind a held response); the server runs without WebSocket
@@ -28,34 +30,32 @@ HELD_BYTES_MAX = 64 * 1024
 class HeldWrites:
     """A transport's writes, held until `flush()`; everything else is the transport's."""
 
-    __slots__ = ("_held", "_size", "_transport")
+    __slots__ = ("_held", "_size", "_transport", "is_closing")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._held: list[bytes] = []
         self._size = 0
+        self.is_closing = transport.is_closing  # asked once per response: no Python frame
 
     def write(self, data: bytes) -> None:
-        if data:
-            self._held.append(data)
-            self._size += len(data)
-            if self._size > HELD_BYTES_MAX:
-                self.flush()
+        self._held.append(data)
+        self._size += len(data)
+        if self._size > HELD_BYTES_MAX:
+            self.flush()
 
     def flush(self) -> None:
-        if self._held:
-            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
-            self._held.clear()
+        held = self._held
+        if held:
+            data = b"".join(held) if len(held) > 1 else held[0]
+            held.clear()
             self._size = 0
-            if not self._transport.is_closing():
+            if data and not self._transport.is_closing():
                 self._transport.write(data)
 
     def close(self) -> None:
         self.flush()
         self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
 
     def __getattr__(self, name: str):
         return getattr(self._transport, name)
