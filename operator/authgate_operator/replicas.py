@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from authgate import bounded_json
+from authgate.collector import collector_paused
 from authgate_operator.kube import Endpoint
 
 log = logging.getLogger("authgate.operator")
@@ -58,10 +59,12 @@ class Replicas:
             delay *= 2
         raise AssertionError("unreachable")
 
-    async def report(self, endpoint: Endpoint) -> ReplicaReport:
+    async def report(self, endpoint: Endpoint, policies: bool = True) -> ReplicaReport:
+        """What `endpoint` enforces; with `policies`, also each policy's issuers' key state."""
         report = ReplicaReport(endpoint)
+        query = "" if policies else "?policies=false"
         try:
-            response = await self._call("GET", f"{endpoint.url}/admin/v1/snapshot")
+            response = await self._call("GET", f"{endpoint.url}/admin/v1/snapshot{query}")
         except httpx.HTTPError as error:
             report.error = f"{endpoint.address}: unreachable ({type(error).__name__})"
             return report
@@ -69,7 +72,8 @@ class Replicas:
             report.error = f"{endpoint.address}: status answered {response.status_code}"
             return report
         try:
-            state = bounded_json.read_object(response.content, MAX_STATUS_BYTES)
+            with collector_paused():  # 10,000 policies' state: its passes were most of the parse
+                state = bounded_json.read_object(response.content, MAX_STATUS_BYTES)
         except bounded_json.JSONInputError as error:
             report.error = f"{endpoint.address}: status is {error}"
             return report
@@ -103,13 +107,18 @@ class Replicas:
         and pushed to when it lacks the snapshot, in the same round."""
         target = (generation, version)
         self._known = {e.url: self._known[e.url] for e in endpoints if e.url in self._known}
+        # The policies' key state is read from one replica, the first by address (as
+        # status.issuer_state takes it), the next one only when that one cannot tell; the
+        # others are asked for their versions: each state is megabytes at 10,000 policies.
+        by_address = sorted(endpoints, key=lambda e: e.address)
+        reporter = by_address[0].url if by_address else None
 
         async def push_all(group: list[Endpoint]) -> dict[str, str | None]:
             answers = await asyncio.gather(*(self.push(e, body) for e in group))
             return {e.url: error for e, (_, error) in zip(group, answers, strict=True)}
 
         async def report_all(group: list[Endpoint]) -> list[ReplicaReport]:
-            return list(await asyncio.gather(*map(self.report, group)))
+            return list(await asyncio.gather(*(self.report(e, policies=e.url == reporter) for e in group)))
 
         first = [e for e in endpoints if e.url in self._known and self._known[e.url] != target]
         errors = await push_all(first)
@@ -120,6 +129,11 @@ class Replicas:
             errors.update(await push_all(behind))
             again = {r.endpoint.url: r for r in await report_all(behind)}
             reports = [again.get(r.endpoint.url, r) for r in reports]
+        for endpoint in by_address[1:]:
+            if any(r.policies for r in reports):
+                break
+            full = await self.report(endpoint)
+            reports = [full if r.endpoint.url == endpoint.url else r for r in reports]
         for report in reports:
             if report.error is None and not report.enforces(*target):
                 report.error = errors.get(report.endpoint.url)

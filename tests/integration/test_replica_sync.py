@@ -72,7 +72,11 @@ def test_each_replica_gets_each_snapshot_once_and_a_restarted_one_again(start_au
             reports = await sync(2, second, second_version)  # known to hold the last one: pushed first
             assert [r.enforces(2, second_version) for r in reports] == [True, True]
             assert [_pushes(r) for r in replicas] == [{"accepted": 2}, {"accepted": 2}]
+            # One replica is asked for the policies' key state, the other for its versions.
             assert reports[0].policies[0]["resource"] == "https://two.example.com/mcp"
+            assert reports[1].policies == []
+            versions = replicas[1].admin("GET", "/admin/v1/snapshot?policies=false").json()
+            assert versions == {"ready": True, "generation": 2, "version": second_version}
 
             # The first replica restarts under the same address and has nothing.
             replicas[0].stop()
@@ -82,6 +86,7 @@ def test_each_replica_gets_each_snapshot_once_and_a_restarted_one_again(start_au
                 reports = await sync(2, second, second_version)
                 assert [r.enforces(2, second_version) for r in reports] == [True, True]
                 assert [_pushes(r) for r in replicas] == [{"accepted": 1}, {"accepted": 2}]
+                assert reports[0].policies  # the replica that reports the key state, asked again
             finally:
                 restarted.stop()
         finally:

@@ -51,7 +51,8 @@ def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
         if request.method == "GET":
             if not await auth.authenticate(request.headers.get("authorization")):
                 return _error(401, "unauthorized", "admin credentials required")
-            return JSONResponse(service.status())
+            # `?policies=false`: versions only (what the operator asks most replicas, each round).
+            return JSONResponse(service.status(policies=request.query_params.get("policies") != "false"))
         result, response = await push(request)
         metrics.SNAPSHOT_PUSHES.labels(result).inc()
         if result not in ("accepted", "unchanged"):

@@ -181,13 +181,15 @@ class AuthService:
         decision_log.write(request.request_id, fixed, round(elapsed * 1000, 3), fields)
         return fixed
 
-    def status(self) -> dict:
-        """What the admin API reports: versions and per-policy, per-issuer state; never secrets."""
+    def status(self, policies: bool = True) -> dict:
+        """What the admin API reports: versions and per-policy, per-issuer state (not with
+        `policies=False`); never secrets."""
         snapshot = self.snapshot
+        versions = {"ready": self.loaded, "generation": snapshot.generation, "version": snapshot.version}
+        if not policies:
+            return versions
         return {
-            "ready": self.loaded,
-            "generation": snapshot.generation,
-            "version": snapshot.version,
+            **versions,
             "policies": [
                 {
                     "policy": policy.ref,
