@@ -91,19 +91,23 @@ class Controller:
     async def _rounds(self) -> None:
         pending, seen, woken = True, None, False
         while True:
+            # A round at 10,000 policies makes megabytes of short-lived objects (the policies'
+            # copies, replica states, status reports) over a heap of parsed policies, and the
+            # collector walked that heap again and again: it waits until the round is over.
             with collector_paused():
                 objects = self.policies()
                 parsed = self.parser.parse(objects)
                 key = policies_key(parsed)
-            if not (woken and not pending and key == seen):  # a status-only event changes nothing
-                seen = key
-                try:
-                    pending = await self.reconcile(objects, parsed, key)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("reconcile failed; retrying")
-                    pending = True
+                if not (woken and not pending and key == seen):  # a status-only event changes nothing
+                    seen = key
+                    try:
+                        pending = await self.reconcile(objects, parsed, key)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("reconcile failed; retrying")
+                        pending = True
+                del objects, parsed
             woken = await self._sleep(self.config.retry_seconds if pending else self.config.resync_seconds)
 
     async def _until_listed(self) -> None:
@@ -133,12 +137,11 @@ class Controller:
         """One round. True when something is still pending (a replica not yet in sync)."""
         secrets = await self._secrets(parsed)
         inputs = inputs_key(key, secrets)
-        with collector_paused():  # 10,000 policies: a million short-lived objects (authgate/collector.py)
-            if inputs != self.inputs or self.compiled is None:  # a resync with nothing changed compiles nothing
-                self.compiled = compile_cluster(parsed, secrets, self.config.validation)
-                self.inputs = inputs
-            compiled = self.compiled
-            self._publish(plan_snapshot(compiled, self.published), compiled)
+        if inputs != self.inputs or self.compiled is None:  # a resync with nothing changed compiles nothing
+            self.compiled = compile_cluster(parsed, secrets, self.config.validation)
+            self.inputs = inputs
+        compiled = self.compiled
+        self._publish(plan_snapshot(compiled, self.published), compiled)
         # Replicas first, then the Secret: writing megabytes through the API server and etcd
         # would delay enforcement for nothing. A crash in between is the case `go_past`
         # covers: a restarted operator finds replicas past the stored generation.
@@ -184,7 +187,7 @@ class Controller:
             return None
         ref = self.config.snapshot_secret
         try:
-            await self.kube.write_snapshot(ref, dict(self.published.document), self.published.version)
+            await self.kube.write_snapshot(ref, self.published.body, self.published.generation, self.published.version)
         except SnapshotTooLarge as error:
             log.error("snapshot not stored", extra={"error": str(error)})
             return str(error)

@@ -81,10 +81,10 @@ class Kube:
         except ValueError:
             return 0, None
 
-    async def write_snapshot(self, ref: str, document: dict, version: str) -> None:
+    async def write_snapshot(self, ref: str, document: bytes, generation: int, version: str) -> None:
         """Store the last good snapshot (gzip JSON), for replicas that start while we are down."""
         namespace, name = split_ref(ref)
-        payload = gzip.compress(json.dumps(document, separators=(",", ":"), sort_keys=True).encode(), mtime=0)
+        payload = gzip.compress(document, mtime=0)
         if len(payload) * 4 / 3 > MAX_SECRET_BYTES:
             raise SnapshotTooLarge(
                 f"the compressed snapshot is {len(payload)} bytes; a Secret holds at most about 750 KiB of it"
@@ -93,7 +93,7 @@ class Kube:
             metadata=client.V1ObjectMeta(
                 name=name,
                 namespace=namespace,
-                annotations={GENERATION_ANNOTATION: str(document["generation"]), VERSION_ANNOTATION: version},
+                annotations={GENERATION_ANNOTATION: str(generation), VERSION_ANNOTATION: version},
                 labels={"app.kubernetes.io/managed-by": "authgate-operator"},
             ),
             type="Opaque",

@@ -7,9 +7,8 @@ reports) and applies the results; every rule is here, unit-tested without a clus
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from authgate_operator.cluster import Compiled, policy_ref
 from authgate_operator.status import SyncState, desired_status, issuer_state, status_patch
@@ -22,14 +21,12 @@ class Published:
 
     generation: int = 0
     version: str | None = None
-    document: Mapping = field(default_factory=dict)
-    body: bytes = b""  # the PUT body
+    body: bytes = b""  # the snapshot document: the PUT body, and what the Secret stores
     stored: bool = False
 
 
 def publish(compiled: Compiled, generation: int) -> Published:
-    document = compiled.document(generation)
-    return Published(generation, compiled.version, document, json.dumps(document, separators=(",", ":")).encode())
+    return Published(generation, compiled.version, compiled.document(generation))
 
 
 def plan_snapshot(compiled: Compiled, previous: Published) -> Published:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.unit.operator.policies import conditions, policy
 
 from authgate.policy import ValidationSettings
@@ -22,7 +24,7 @@ def test_valid_policies_are_unaffected_by_an_invalid_neighbour():
     good, bad = policy("good"), policy("bad", bogus=1)
     compiled = compile_cluster([good, bad], {}, SETTINGS)
     assert compiled.accepted == {"apps/good"}
-    assert [p["metadata"]["name"] for p in compiled.policies] == ["good"]
+    assert [p.manifest["metadata"]["name"] for p in compiled.policies] == ["good"]
     assert compiled.issues["apps/bad"][0].field == "spec.bogus"
 
 
@@ -131,3 +133,22 @@ def test_parsed_and_raw_objects_compile_alike():
     parsed = compile_cluster(parser.parse(objects), secrets, SETTINGS)
     assert parsed == raw
     assert parsed.accepted == {"team-a/old", "apps/x", "team-c/same-age-first"}
+
+
+def test_the_snapshot_document_is_the_canonical_json_of_the_accepted_policies_and_their_secrets():
+    exchange = {
+        "tokenEndpoint": "https://idp.example.com/token",
+        "clientId": "c",
+        "clientSecretRef": {"name": "exchange", "key": "secret"},
+    }
+    objects = [policy("x", tokenExchange=exchange), policy("b", bogus=1), policy("a")]
+    objects[2]["spec"]["issuers"][0]["audiences"] = ["https://ünïcode.example/mcp"]  # escaped as json.dumps does
+    compiled = compile_cluster(objects, {("apps", "exchange"): {"secret": b"s"}}, SETTINGS)
+    assert compiled.accepted == {"apps/a", "apps/x"}
+    expected = {
+        "formatVersion": 1,
+        "generation": 7,
+        "policies": [clean_manifest(objects[2]), clean_manifest(objects[0])],  # accepted, by ref
+        "secrets": compiled.secrets,
+    }
+    assert compiled.document(7) == json.dumps(expected, sort_keys=True, separators=(",", ":")).encode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.unit.operator.policies import policy
 
 from authgate.policy import ValidationSettings
@@ -18,7 +20,7 @@ NOW, LATER = "2026-11-27T00:00:00Z", "2026-11-27T00:05:00Z"
 def test_new_content_gets_the_next_generation_and_unchanged_content_keeps_it():
     first = compile_cluster([policy("a")], {}, SETTINGS)
     published = plan_snapshot(first, Published(generation=4, version="stored-before-restart"))
-    assert published.generation == 5 and published.document["generation"] == 5 and not published.stored
+    assert published.generation == 5 and json.loads(published.body)["generation"] == 5 and not published.stored
     assert plan_snapshot(first, published) is published
     second = compile_cluster([policy("a"), policy("b")], {}, SETTINGS)
     assert plan_snapshot(second, published).generation == 6
