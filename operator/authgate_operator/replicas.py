@@ -7,6 +7,7 @@ so pushes never pile up and the newest snapshot always wins.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,16 +38,21 @@ class Replicas:
         self._token = token
         self.attempts = attempts
         self._known: dict[str, tuple[int | None, str | None]] = {}  # endpoint URL → what it last said it enforces
+        self._states: dict[str, tuple[str, ReplicaReport]] = {}  # endpoint URL → its whole state's ETag, the report
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"}
 
-    async def _call(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
+    async def _call(
+        self, method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         delay = 0.2
         for attempt in range(self.attempts):
             try:
-                response = await self._client.request(method, url, headers=self._headers(), content=body)
+                response = await self._client.request(
+                    method, url, headers={**self._headers(), **(headers or {})}, content=body
+                )
             except httpx.HTTPError as error:
                 if attempt == self.attempts - 1:
                     raise
@@ -62,11 +68,15 @@ class Replicas:
         """What `endpoint` enforces; with `policies`, also each policy's issuers' key state."""
         report = ReplicaReport(endpoint)
         query = "" if policies else "?policies=false"
+        last = self._states.get(endpoint.url) if policies else None  # (its ETag, the report it tagged)
+        headers = {"If-None-Match": last[0]} if last else None
         try:
-            response = await self._call("GET", f"{endpoint.url}/admin/v1/snapshot{query}")
+            response = await self._call("GET", f"{endpoint.url}/admin/v1/snapshot{query}", headers=headers)
         except httpx.HTTPError as error:
             report.error = f"{endpoint.address}: unreachable ({type(error).__name__})"
             return report
+        if response.status_code == 304 and last is not None:
+            return dataclasses.replace(last[1])
         if response.status_code != 200:
             report.error = f"{endpoint.address}: status answered {response.status_code}"
             return report
@@ -78,6 +88,9 @@ class Replicas:
         if state.get("ready"):
             report.generation, report.version = state.get("generation"), state.get("version")
         report.policies = state.get("policies") or []
+        tag = response.headers.get("etag")
+        if policies and tag:
+            self._states[endpoint.url] = (tag, dataclasses.replace(report))
         return report
 
     async def push(self, endpoint: Endpoint, body: bytes) -> tuple[int | None, str | None]:
@@ -105,6 +118,7 @@ class Replicas:
         and pushed to when it lacks the snapshot, in the same round."""
         target = (generation, version)
         self._known = {e.url: self._known[e.url] for e in endpoints if e.url in self._known}
+        self._states = {e.url: self._states[e.url] for e in endpoints if e.url in self._states}
         # The policies' key state is read from one replica, the first by address (as
         # status.issuer_state takes it), the next one only when that one cannot tell; the
         # others are asked for their versions: each state is megabytes at 10,000 policies.

@@ -46,6 +46,14 @@ def _pushes(replica: Authgate) -> dict[str, float]:
     return counts
 
 
+def _state_if_none_match(replica: Authgate, tags: str) -> httpx.Response:
+    return httpx.get(
+        f"http://127.0.0.1:{replica.admin_port}/admin/v1/snapshot",
+        headers={"Authorization": f"Bearer {replica.admin_token}", "If-None-Match": tags},
+        timeout=5,
+    )
+
+
 def test_each_replica_gets_each_snapshot_once_and_a_restarted_one_again(start_authgate, tmp_path):
     replicas = [start_authgate(None, *LOCAL_EGRESS, ready=False) for _ in range(2)]
     scratch = start_authgate(None, *LOCAL_EGRESS, ready=False, name="scratch")
@@ -66,6 +74,14 @@ def test_each_replica_gets_each_snapshot_once_and_a_restarted_one_again(start_au
             reports = await sync(1, first, first_version)  # what they enforce already: no push at all
             assert all(r.enforces(1, first_version) and r.error is None for r in reports)
             assert [_pushes(r) for r in replicas] == [{"accepted": 1}, {"accepted": 1}]
+            assert reports[0].policies[0]["resource"] == "https://one.example.com/mcp"  # its state, unchanged
+
+            # The whole state carries a weak ETag; asked again with it, 304 while nothing changed.
+            whole = replicas[0].admin("GET", "/admin/v1/snapshot")
+            tag = whole.headers["etag"]
+            assert tag.startswith('W/"')
+            again = _state_if_none_match(replicas[0], f'W/"other", {tag}')
+            assert again.status_code == 304 and again.content == b""
 
             second = _document(2, "https://two.example.com/mcp")
             second_version = _version(scratch, second)
@@ -77,6 +93,7 @@ def test_each_replica_gets_each_snapshot_once_and_a_restarted_one_again(start_au
             assert reports[1].policies == []
             versions = replicas[1].admin("GET", "/admin/v1/snapshot?policies=false").json()
             assert versions == {"ready": True, "generation": 2, "version": second_version}
+            assert replicas[0].admin("GET", "/admin/v1/snapshot").headers["etag"] != tag  # a new snapshot, a new tag
 
             # The first replica restarts under the same address and has nothing.
             replicas[0].stop()

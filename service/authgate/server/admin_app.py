@@ -51,8 +51,14 @@ def create_admin_app(service: AuthService, auth: AdminAuth) -> Starlette:
         if request.method == "GET":
             if not await auth.authenticate(request.headers.get("authorization")):
                 return _error(401, "unauthorized", "admin credentials required")
-            # `?policies=false`: versions only (what the operator asks most replicas, each round).
-            return JSONResponse(service.status(policies=request.query_params.get("policies") != "false"))
+            if request.query_params.get("policies") == "false":  # versions only: most replicas, each round
+                return JSONResponse(service.status(policies=False))
+            # The whole state is megabytes at 10,000 policies: the operator asks for it again
+            # with the tag it was given, and gets a 304 while nothing in it has changed.
+            tag = service.status_tag()
+            if tag in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+                return Response(status_code=304, headers={"ETag": tag})
+            return JSONResponse(service.status(), headers={"ETag": tag})
         result, response = await push(request)
         metrics.SNAPSHOT_PUSHES.labels(result).inc()
         if result not in ("accepted", "unchanged"):

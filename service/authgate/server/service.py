@@ -7,6 +7,7 @@ and caches are kept in step with it. Adapters call `check()` and nothing else.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -180,6 +181,13 @@ class AuthService:
         fixed = decision_log.encode_fields(fields)
         decision_log.write(request.request_id, fixed, round(elapsed * 1000, 3), fields)
         return fixed
+
+    def status_tag(self) -> str:
+        """A weak ETag of `status()`: the same while the snapshot and every key set's state
+        are (the key age, which changes all the time, is not part of it)."""
+        snapshot = self.snapshot
+        state = repr((self.loaded, snapshot.generation, snapshot.version, self.keys.fingerprint())).encode()
+        return f'W/"{hashlib.sha256(state).hexdigest()[:32]}"'
 
     def status(self, policies: bool = True) -> dict:
         """What the admin API reports: versions and per-policy, per-issuer state (not with

@@ -221,6 +221,14 @@ class KeyStore:
     def states(self) -> list[dict]:
         return [keys.state() for keys in self._sets.values()]
 
+    def fingerprint(self) -> tuple:
+        """What changes whenever a key set's reported state does (a fetch, an error, keys
+        going stale), but the key age, which changes all the time: the admin state's ETag."""
+        return tuple(
+            (source, keys.fetches, keys.last_error, keys.usable_index() is not None)
+            for source, keys in self._sets.items()
+        )
+
     def state_of(self, source: tuple[str, str | None]) -> dict:
         keys = self._sets.get(source)
         return keys.state() if keys is not None else {"issuer": source[0], "jwksUri": source[1], "keys": 0}
