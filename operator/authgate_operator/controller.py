@@ -27,7 +27,16 @@ from authgate_operator.cluster import (
     policy_ref,
 )
 from authgate_operator.kube import Kube
-from authgate_operator.plan import Published, Report, Written, go_past, plan_report, plan_snapshot, sync_state
+from authgate_operator.plan import (
+    Published,
+    Quiet,
+    Report,
+    Written,
+    go_past,
+    plan_report,
+    plan_snapshot,
+    sync_state,
+)
 from authgate_operator.replicas import Replicas
 from authgate_operator.status import SyncState
 
@@ -57,6 +66,7 @@ class Controller:
         self.inputs = b""
         self.written: dict[str, Written] = {}
         self.events_sent: dict[tuple[str, str], str] = {}
+        self.quiet = Quiet()
         self._wake = asyncio.Event()
         self._listed = asyncio.Event()
 
@@ -199,8 +209,8 @@ class Controller:
 
     async def _report(self, objects: list[dict], compiled: Compiled, sync: SyncState) -> None:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        report: Report = plan_report(objects, compiled, sync, self.written, self.events_sent, now)
-        self.events_sent = report.events_sent
+        report: Report = plan_report(objects, compiled, sync, self.written, self.events_sent, now, self.quiet)
+        self.events_sent, self.quiet = report.events_sent, report.quiet
         present = {policy_ref(obj) for obj in objects}
         self.written = {ref: w for ref, w in self.written.items() if ref in present}
         for item in report.policies:

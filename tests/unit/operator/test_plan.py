@@ -7,7 +7,7 @@ import json
 from tests.unit.operator.policies import policy
 
 from authgate.policy import ValidationSettings
-from authgate_operator.cluster import compile_cluster
+from authgate_operator.cluster import compile_cluster, policy_ref
 from authgate_operator.kube import Endpoint
 from authgate_operator.plan import Published, Written, go_past, plan_report, plan_snapshot, sync_state
 from authgate_operator.replicas import ReplicaReport
@@ -75,3 +75,34 @@ def test_a_rejection_and_a_push_failure_are_each_told_once():
     assert events["good"] == [("PushFailed", "10.0.0.1: unreachable")]
     again = plan_report([bad, good], compiled, sync, {}, first.events_sent, LATER)
     assert all(not item.events for item in again.policies)
+
+
+def test_a_quiet_policy_is_skipped_until_something_it_reads_changes():
+    objects = [policy("a"), policy("b"), policy("bad", bogus=1)]
+    compiled = compile_cluster(objects, {}, SETTINGS)
+    sync = SyncState(generation=1, replicas=2, synced=2)
+    first = plan_report(objects, compiled, sync, {}, {}, NOW)
+    written = {
+        policy_ref(item.policy): Written(item.policy["metadata"]["uid"], 8, {k: v for k, v in item.patch.items() if v})
+        for item in first.policies
+    }
+    settled = plan_report(objects, compiled, sync, written, first.events_sent, LATER, first.quiet)
+    assert all(item.patch is None and not item.events for item in settled.policies)
+    assert len(settled.quiet.policies) == 3
+
+    # Nothing changed: nothing is computed again, and the result is what computing gives.
+    again = plan_report(objects, compiled, sync, written, settled.events_sent, LATER, settled.quiet)
+    assert again.policies == [] and again.quiet.policies == settled.quiet.policies
+    afresh = plan_report(objects, compiled, sync, written, settled.events_sent, LATER)
+    assert all(item.patch is None and not item.events for item in afresh.policies)
+
+    # What each one reads changing brings it back: its object, our write, the sync state.
+    objects[0]["metadata"]["resourceVersion"] = "9"
+    touched = plan_report(objects, compiled, sync, written, settled.events_sent, LATER, again.quiet)
+    assert [policy_ref(item.policy) for item in touched.policies] == ["apps/a"]
+    written["apps/b"] = Written("uid-apps-b", 9, {})
+    rewritten = plan_report(objects, compiled, sync, written, settled.events_sent, LATER, touched.quiet)
+    assert {policy_ref(item.policy) for item in rewritten.policies} == {"apps/a", "apps/b"}  # a: not written yet
+    behind = SyncState(generation=1, replicas=2, synced=1)
+    changed = plan_report(objects, compiled, behind, written, settled.events_sent, LATER, rewritten.quiet)
+    assert {policy_ref(item.policy) for item in changed.policies if item.patch} == {"apps/a", "apps/b"}  # 1/2
