@@ -4,13 +4,13 @@ Uvicorn writes a response's status line and headers when the application sends
 `http.response.start`, and its body on `http.response.body`: two send(2) calls and two
 TCP segments for every answer with a body. On the check port that is every denial (the
 contract's small JSON object), and on loopback the kernel delivers each segment in the
-sender's time, so a 401 cost about a fifth more than an allow (bench/REPORT.md). No
-option of Uvicorn's joins them, and the check port is the one hot path, so this protocol
-gives Uvicorn's response cycle a transport that holds what it writes until the response
-is complete, the connection closes or `HELD_BYTES_MAX` is held, then writes it at once.
-Parsing, keep-alive, flow control and errors stay Uvicorn's. The price is a few Python
-calls per answer (about 0.6 µs, in-process), against one system call and one segment
-fewer for every answer with a body.
+sender's time: a 401 cost 1.24 times a cached allow, 0.87 times with this protocol
+(bench/REPORT.md). No option of Uvicorn's joins them, and the check port is the one hot
+path, so this protocol gives Uvicorn's response cycle a transport that holds what it
+writes until the response is complete, the connection closes or `HELD_BYTES_MAX` is
+held, then writes it at once. Parsing, keep-alive, flow control and errors stay
+Uvicorn's. The price is a few Python calls per answer (about 0.6 µs, in-process),
+against one system call and one segment fewer for every answer with a body.
 
 Only for applications that answer whole (the check app never streams, nor reads a body,
 so no `100 Continue` waits behind a held response); the server runs without WebSocket
