@@ -59,12 +59,15 @@ class ParsedPolicy:
     """One policy object as compilation reads it: parsed and typed once per spec version."""
 
     ref: str
-    manifest: dict  # clean_manifest(obj)
-    encoded: bytes  # the manifest as canonical JSON, as snapshot documents carry it
+    encoded: bytes  # clean_manifest(obj) as canonical JSON, as snapshot documents carry it
     digest: bytes  # of `encoded` (policies_key is made of these)
     source: PolicySource | None  # None: it does not parse (then `issues` says why)
     issues: tuple[PolicyIssue, ...]
     secret_names: frozenset[str]
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads(self.encoded)
 
 
 def parse_policy(obj: Mapping) -> ParsedPolicy:
@@ -73,7 +76,7 @@ def parse_policy(obj: Mapping) -> ParsedPolicy:
     source = loaded.policies[0] if loaded.policies else None
     names = frozenset(policy_secret_names(source.policy.spec)) if source else frozenset()
     encoded = _canonical(manifest)
-    return ParsedPolicy(ref, manifest, encoded, hashlib.sha256(encoded).digest(), source, tuple(loaded.issues), names)
+    return ParsedPolicy(ref, encoded, hashlib.sha256(encoded).digest(), source, tuple(loaded.issues), names)
 
 
 def _canonical(value: object) -> bytes:

@@ -33,12 +33,21 @@ class ReplicaReport:
         return self.generation == generation and self.version == version
 
 
+@dataclass(frozen=True)
+class Heard:
+    """An endpoint's last answer: what it enforces, and the whole state it reported with
+    that state's ETag (None when it was asked for its versions only)."""
+
+    enforces: tuple[int | None, str | None]
+    tag: str | None = None
+    report: ReplicaReport | None = None
+
+
 class Replicas:
     def __init__(self, token: Callable[[], str], timeout: float = 3.0, attempts: int = 3) -> None:
         self._token = token
         self.attempts = attempts
-        self._known: dict[str, tuple[int | None, str | None]] = {}  # endpoint URL → what it last said it enforces
-        self._states: dict[str, tuple[str, ReplicaReport]] = {}  # endpoint URL → its whole state's ETag, the report
+        self._heard: dict[str, Heard] = {}  # endpoint URL → its last answer
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
 
     def _headers(self) -> dict[str, str]:
@@ -68,15 +77,16 @@ class Replicas:
         """What `endpoint` enforces; with `policies`, also each policy's issuers' key state."""
         report = ReplicaReport(endpoint)
         query = "" if policies else "?policies=false"
-        last = self._states.get(endpoint.url) if policies else None  # (its ETag, the report it tagged)
-        headers = {"If-None-Match": last[0]} if last else None
+        heard = self._heard.get(endpoint.url)
+        last = heard if policies and heard is not None and heard.tag is not None else None
+        headers = {"If-None-Match": last.tag} if last else None
         try:
             response = await self._call("GET", f"{endpoint.url}/admin/v1/snapshot{query}", headers=headers)
         except httpx.HTTPError as error:
             report.error = f"{endpoint.address}: unreachable ({type(error).__name__})"
             return report
-        if response.status_code == 304 and last is not None:
-            return dataclasses.replace(last[1])
+        if response.status_code == 304 and last is not None and last.report is not None:
+            return dataclasses.replace(last.report)
         if response.status_code != 200:
             report.error = f"{endpoint.address}: status answered {response.status_code}"
             return report
@@ -90,7 +100,7 @@ class Replicas:
         report.policies = state.get("policies") or []
         tag = response.headers.get("etag")
         if policies and tag:
-            self._states[endpoint.url] = (tag, dataclasses.replace(report))
+            self._heard[endpoint.url] = Heard((report.generation, report.version), tag, dataclasses.replace(report))
         return report
 
     async def push(self, endpoint: Endpoint, body: bytes) -> tuple[int | None, str | None]:
@@ -117,8 +127,7 @@ class Replicas:
         yet, or one whose state says otherwise after all (a restarted pod), is asked first
         and pushed to when it lacks the snapshot, in the same round."""
         target = (generation, version)
-        self._known = {e.url: self._known[e.url] for e in endpoints if e.url in self._known}
-        self._states = {e.url: self._states[e.url] for e in endpoints if e.url in self._states}
+        self._heard = {e.url: self._heard[e.url] for e in endpoints if e.url in self._heard}
         # The policies' key state is read from one replica, the first by address (as
         # status.issuer_state takes it), the next one only when that one cannot tell; the
         # others are asked for their versions: each state is megabytes at 10,000 policies.
@@ -132,7 +141,7 @@ class Replicas:
         async def report_all(group: list[Endpoint]) -> list[ReplicaReport]:
             return list(await asyncio.gather(*(self.report(e, policies=e.url == reporter) for e in group)))
 
-        first = [e for e in endpoints if e.url in self._known and self._known[e.url] != target]
+        first = [e for e in endpoints if e.url in self._heard and self._heard[e.url].enforces != target]
         errors = await push_all(first)
         reports = await report_all(endpoints)
         pushed = {e.url for e in first}
@@ -149,8 +158,9 @@ class Replicas:
         for report in reports:
             if report.error is None and not report.enforces(*target):
                 report.error = errors.get(report.endpoint.url)
-            if report.error is None:
-                self._known[report.endpoint.url] = (report.generation, report.version)
+            heard = self._heard.get(report.endpoint.url)
+            if report.error is None and (heard is None or heard.enforces != (report.generation, report.version)):
+                self._heard[report.endpoint.url] = Heard((report.generation, report.version))
         return reports
 
     async def aclose(self) -> None:
